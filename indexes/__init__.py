@@ -1,0 +1,39 @@
+"""The embedded index: SQLite as the source of truth and a FAISS index derived from it.
+
+`Catalog` is the entry point: it owns the SQLite `Store`, the vector index and its manifest,
+keeps them in agreement on open, and is the single writer path for every mutation.
+Nothing here imports from `ingest` or `ragsvc`.
+"""
+
+from indexes.catalog import Catalog, CatalogStats, CommitResult, SearchHit
+from indexes.errors import (
+    CollectionNotFound,
+    DocumentNotFound,
+    IndexesError,
+    ModelMismatch,
+    NotFound,
+    SchemaTooNew,
+    StoreMissing,
+    WriterBusy,
+)
+from indexes.store import DEFAULT_COLLECTION, ChunkRow, DocumentRow, NewChunk, NewDocument
+
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "Catalog",
+    "ChunkRow",
+    "DocumentRow",
+    "CatalogStats",
+    "CollectionNotFound",
+    "CommitResult",
+    "DocumentNotFound",
+    "IndexesError",
+    "ModelMismatch",
+    "NewChunk",
+    "NewDocument",
+    "NotFound",
+    "SchemaTooNew",
+    "SearchHit",
+    "StoreMissing",
+    "WriterBusy",
+]

@@ -1,0 +1,467 @@
+"""The SQLite store: collections, documents, chunks and embeddings, the source of truth.
+
+Everything needed to rebuild the vector index lives here: chunk text, the embedding of every
+chunk text keyed by (model id, text hash), the model id and its dimension. The schema is
+versioned with `PRAGMA user_version` and upgraded by forward-only migrations.
+
+Reads use one connection per thread; writes go through `Store.write()`, one transaction at a
+time under a lock, and each write transaction advances the store's *generation*, which the
+vector-index manifest records so that a stale index is detected on open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from indexes.errors import CollectionNotFound, DocumentNotFound, SchemaTooNew, StoreMissing
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE collections (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        name       TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE documents (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        external_id   TEXT,
+        source_name   TEXT NOT NULL,
+        media_type    TEXT NOT NULL,
+        sha256        TEXT NOT NULL,
+        byte_size     INTEGER NOT NULL,
+        status        TEXT NOT NULL DEFAULT 'ready',
+        page_count    INTEGER,
+        char_count    INTEGER NOT NULL,
+        chunk_count   INTEGER NOT NULL,
+        metadata      TEXT NOT NULL DEFAULT '{}',
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL,
+        UNIQUE (collection_id, source_name),
+        UNIQUE (collection_id, sha256)
+    );
+    CREATE INDEX documents_external_id ON documents(collection_id, external_id);
+    -- AUTOINCREMENT: a chunk id is also its FAISS id and must never be reused.
+    CREATE TABLE chunks (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ordinal     INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        page_start  INTEGER,
+        page_end    INTEGER,
+        char_start  INTEGER NOT NULL,
+        char_end    INTEGER NOT NULL,
+        token_count INTEGER NOT NULL,
+        text_hash   BLOB NOT NULL,
+        UNIQUE (document_id, ordinal)
+    );
+    CREATE INDEX chunks_text_hash ON chunks(text_hash);
+    CREATE TABLE embeddings (
+        model_id  TEXT NOT NULL,
+        text_hash BLOB NOT NULL,
+        vector    BLOB NOT NULL,
+        PRIMARY KEY (model_id, text_hash)
+    ) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+DEFAULT_COLLECTION = "default"
+
+# SQLite limits the number of bound parameters per statement; stay well below it.
+_IN_BATCH = 900
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class NewChunk(msgspec.Struct, frozen=True):
+    """A chunk ready to be stored; `text_hash` keys its embedding."""
+
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    token_count: int
+    text_hash: bytes
+    page_start: int | None = None
+    page_end: int | None = None
+
+
+class NewDocument(msgspec.Struct, frozen=True):
+    """A fully extracted and chunked document, ready to be committed in one transaction."""
+
+    collection: str
+    source_name: str
+    media_type: str
+    sha256: str
+    byte_size: int
+    char_count: int
+    chunks: list[NewChunk]
+    external_id: str | None = None
+    page_count: int | None = None
+    metadata: dict[str, Any] = {}
+
+
+class DocumentRow(msgspec.Struct, frozen=True):
+    id: int
+    collection: str
+    source_name: str
+    external_id: str | None
+    media_type: str
+    sha256: str
+    byte_size: int
+    status: str
+    page_count: int | None
+    char_count: int
+    chunk_count: int
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class ChunkRow(msgspec.Struct, frozen=True):
+    id: int
+    document_id: int
+    ordinal: int
+    text: str
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    token_count: int
+
+
+_DOCUMENT_COLUMNS = """
+    d.id, c.name, d.source_name, d.external_id, d.media_type, d.sha256, d.byte_size, d.status,
+    d.page_count, d.char_count, d.chunk_count, d.metadata, d.created_at, d.updated_at
+"""
+
+
+def _document_row(row: sqlite3.Row) -> DocumentRow:
+    values = list(row)
+    values[11] = json.loads(values[11])
+    return DocumentRow(*values)
+
+
+class Store:
+    """One SQLite database file. Thread-safe: per-thread readers, one locked writer."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        if readonly and not path.exists():
+            raise StoreMissing(f"no store at {path}; run `ragsvc ingest` first")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._write_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._connect()
+            self._migrate(self._writer)
+        else:
+            version = self.reader().execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(self._too_new_message(version))
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            uri = f"file:{self.path}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed document survives power loss, not only a killed process.
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (autocommit, so each query sees the latest commit)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self._readers:
+            conn.close()
+        self._readers = []
+        self._local = threading.local()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; commits and advances the generation, or rolls back."""
+        if self._writer is None:
+            raise RuntimeError("store opened read-only")
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('generation', '1') "
+                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _too_new_message(self, version: int) -> str:
+        return (
+            f"{self.path} has schema version {version}, newer than the newest this ragsvc "
+            f"knows ({SCHEMA_VERSION}); upgrade ragsvc"
+        )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(self._too_new_message(version))
+        for number in range(version, SCHEMA_VERSION):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def generation(self) -> int:
+        value = self.meta("generation")
+        return int(value) if value is not None else 0
+
+    # -- collections and documents -----------------------------------------------------------
+
+    def collection_id(self, name: str, conn: sqlite3.Connection | None = None) -> int:
+        row = (conn or self.reader()).execute(
+            "SELECT id FROM collections WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise CollectionNotFound(name)
+        return int(row[0])
+
+    @staticmethod
+    def ensure_collection(conn: sqlite3.Connection, name: str) -> int:
+        conn.execute(
+            "INSERT INTO collections(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+            (name, utc_now()),
+        )
+        return int(conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()[0])
+
+    def collections(self) -> list[str]:
+        rows = self.reader().execute("SELECT name FROM collections ORDER BY name").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def find_by_sha256(self, collection: str, sha256: str) -> int | None:
+        row = (
+            self.reader()
+            .execute(
+                "SELECT d.id FROM documents d JOIN collections c ON c.id = d.collection_id "
+                "WHERE c.name = ? AND d.sha256 = ?",
+                (collection, sha256),
+            )
+            .fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    def document(self, document_id: int) -> DocumentRow:
+        row = (
+            self.reader()
+            .execute(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d "
+                "JOIN collections c ON c.id = d.collection_id WHERE d.id = ?",
+                (document_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise DocumentNotFound(document_id)
+        return _document_row(row)
+
+    def documents(
+        self, collection: str | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[DocumentRow]:
+        sql = f"SELECT {_DOCUMENT_COLUMNS} FROM documents d JOIN collections c ON c.id = d.collection_id"
+        params: tuple[Any, ...] = ()
+        if collection is not None:
+            self.collection_id(collection)
+            sql += " WHERE c.name = ?"
+            params = (collection,)
+        sql += " ORDER BY d.id LIMIT ? OFFSET ?"
+        rows = self.reader().execute(sql, (*params, limit, offset)).fetchall()
+        return [_document_row(r) for r in rows]
+
+    def chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
+        found: dict[int, ChunkRow] = {}
+        for batch in _batches(list(chunk_ids)):
+            marks = ",".join("?" * len(batch))
+            rows = self.reader().execute(
+                "SELECT id, document_id, ordinal, text, page_start, page_end, char_start, "
+                f"char_end, token_count FROM chunks WHERE id IN ({marks})",
+                batch,
+            )
+            for row in rows:
+                found[int(row[0])] = ChunkRow(*row)
+        return found
+
+    def document_chunks(self, document_id: int) -> list[ChunkRow]:
+        rows = self.reader().execute(
+            "SELECT id, document_id, ordinal, text, page_start, page_end, char_start, char_end, "
+            "token_count FROM chunks WHERE document_id = ? ORDER BY ordinal",
+            (document_id,),
+        )
+        return [ChunkRow(*row) for row in rows]
+
+    def chunk_ids(self, collection: str | None = None) -> np.ndarray:
+        if collection is None:
+            rows = self.reader().execute("SELECT id FROM chunks ORDER BY id")
+        else:
+            collection_id = self.collection_id(collection)
+            rows = self.reader().execute(
+                "SELECT ch.id FROM chunks ch JOIN documents d ON d.id = ch.document_id "
+                "WHERE d.collection_id = ? ORDER BY ch.id",
+                (collection_id,),
+            )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    def cached_hashes(self, model_id: str, text_hashes: Iterable[bytes]) -> set[bytes]:
+        """The subset of `text_hashes` that already has an embedding for `model_id`."""
+        found: set[bytes] = set()
+        for batch in _batches(list(text_hashes)):
+            marks = ",".join("?" * len(batch))
+            rows = self.reader().execute(
+                f"SELECT text_hash FROM embeddings WHERE model_id = ? AND text_hash IN ({marks})",
+                (model_id, *batch),
+            )
+            found.update(bytes(r[0]) for r in rows)
+        return found
+
+    def vectors_for_chunks(
+        self,
+        model_id: str,
+        chunk_ids: Sequence[int] | None,
+        dimension: int,
+        *,
+        conn: sqlite3.Connection | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, vectors) batches for the given chunks, or for every chunk when None.
+
+        `conn` reads through a writer's open transaction instead of this thread's reader.
+        Raises `LookupError` when a chunk has no stored embedding for `model_id`.
+        """
+        conn = conn or self.reader()
+
+        def rows_for(batch: list[int] | None) -> list[sqlite3.Row]:
+            sql = (
+                "SELECT ch.id, e.vector FROM chunks ch LEFT JOIN embeddings e "
+                "ON e.model_id = ? AND e.text_hash = ch.text_hash"
+            )
+            if batch is None:
+                return conn.execute(sql + " ORDER BY ch.id", (model_id,)).fetchall()
+            marks = ",".join("?" * len(batch))
+            return conn.execute(sql + f" WHERE ch.id IN ({marks})", (model_id, *batch)).fetchall()
+
+        def to_arrays(rows: list[sqlite3.Row]) -> tuple[np.ndarray, np.ndarray]:
+            missing = [int(r[0]) for r in rows if r[1] is None]
+            if missing:
+                raise LookupError(
+                    f"{len(missing)} chunks have no stored embedding for {model_id!r} "
+                    f"(first: {missing[:5]}); run `ragsvc rebuild --reembed`"
+                )
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            return ids, vectors.reshape(len(rows), dimension)
+
+        if chunk_ids is None:
+            rows = rows_for(None)
+            for start in range(0, len(rows), 10_000):
+                yield to_arrays(rows[start : start + 10_000])
+        else:
+            for batch in _batches(list(chunk_ids)):
+                yield to_arrays(rows_for(batch))
+
+    def texts_missing_embeddings(self, model_id: str) -> list[tuple[bytes, str]]:
+        """Distinct (text hash, text) of chunks with no embedding for `model_id`."""
+        rows = self.reader().execute(
+            "SELECT ch.text_hash, MIN(ch.text) FROM chunks ch LEFT JOIN embeddings e "
+            "ON e.model_id = ? AND e.text_hash = ch.text_hash WHERE e.text_hash IS NULL "
+            "GROUP BY ch.text_hash",
+            (model_id,),
+        )
+        return [(bytes(r[0]), str(r[1])) for r in rows]
+
+    @staticmethod
+    def insert_embeddings(
+        conn: sqlite3.Connection, model_id: str, vectors: dict[bytes, np.ndarray]
+    ) -> None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO embeddings(model_id, text_hash, vector) VALUES (?, ?, ?)",
+            (
+                (model_id, h, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                for h, v in vectors.items()
+            ),
+        )
+
+    # -- counts ------------------------------------------------------------------------------
+
+    def counts(self) -> list[tuple[str, int, int]]:
+        """(collection, documents, chunks) for every collection."""
+        rows = self.reader().execute(
+            "SELECT c.name, COUNT(DISTINCT d.id), COUNT(ch.id) FROM collections c "
+            "LEFT JOIN documents d ON d.collection_id = c.id "
+            "LEFT JOIN chunks ch ON ch.document_id = d.id GROUP BY c.id ORDER BY c.name"
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def chunk_count(self) -> int:
+        return int(self.reader().execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+
+def _batches(items: list[Any], size: int = _IN_BATCH) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

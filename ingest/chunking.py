@@ -1,0 +1,181 @@
+"""Token-aware chunking with the embedding model's own tokenizer.
+
+The text is tokenized once, with character offsets. It is cut into units at the widest
+boundary that keeps a unit within the token budget: paragraphs (a blank line, or a page
+break), then sentences, then lines, and only as a last resort windows of tokens (cut where a
+word starts). Units are packed greedily into chunks of at most `budget` tokens, the model's
+maximum sequence length less its special tokens. A new chunk repeats the previous chunk's
+trailing units up to `overlap` tokens, so overlap is made of whole sentences or paragraphs.
+
+Every chunk keeps its character span in the extracted text and, for paged documents, the
+first and last page it covers; token counts are exact, counted from the same tokenization.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from indexes import NewChunk
+from ingest.extract.base import Extracted
+
+_PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")
+_SENTENCE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])")
+_LINE = re.compile(r"\n")
+_WORD_BOUNDARY_SEARCH = 16
+
+
+class Tokenizes(Protocol):
+    max_tokens: int
+    special_tokens: int
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+
+class _Unit(NamedTuple):
+    start: int
+    end: int
+    tokens: int
+
+
+def text_hash(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class Chunker:
+    def __init__(
+        self, tokenizer: Tokenizes, *, max_tokens: int | None = None, overlap: int = 32
+    ) -> None:
+        model_limit = tokenizer.max_tokens
+        limit = min(max_tokens, model_limit) if max_tokens else model_limit
+        self.budget = limit - tokenizer.special_tokens
+        if self.budget < 8:
+            raise ValueError(f"chunk size {limit} leaves fewer than 8 tokens for text")
+        if not 0 <= overlap < self.budget:
+            raise ValueError(f"chunk overlap must be between 0 and {self.budget - 1} tokens")
+        self.overlap = overlap
+        self._tokenizer = tokenizer
+
+    def chunk(self, extracted: Extracted) -> list[NewChunk]:
+        text = extracted.text
+        offsets = self._tokenizer.token_offsets(text)
+        if not offsets:
+            return []
+        starts = np.fromiter((s for s, _ in offsets), dtype=np.int64, count=len(offsets))
+        ends = np.fromiter((e for _, e in offsets), dtype=np.int64, count=len(offsets))
+
+        def count(start: int, end: int) -> int:
+            return int(np.searchsorted(starts, end) - np.searchsorted(starts, start))
+
+        units = self._units(text, 0, len(text), count, starts, ends, level=0)
+        pages = extracted.page_starts
+        chunks: list[NewChunk] = []
+        for group in self._pack(units):
+            start, end = group[0].start, group[-1].end
+            piece = text[start:end]
+            chunks.append(
+                NewChunk(
+                    ordinal=len(chunks),
+                    text=piece,
+                    char_start=start,
+                    char_end=end,
+                    token_count=count(start, end),
+                    text_hash=text_hash(piece),
+                    page_start=bisect_right(pages, start) if pages else None,
+                    page_end=bisect_right(pages, end - 1) if pages else None,
+                )
+            )
+        return chunks
+
+    def _units(
+        self,
+        text: str,
+        start: int,
+        end: int,
+        count: Callable[[int, int], int],
+        starts: np.ndarray,
+        ends: np.ndarray,
+        level: int,
+    ) -> list[_Unit]:
+        separators = (_PARAGRAPH, _SENTENCE, _LINE)
+        units: list[_Unit] = []
+        for piece_start, piece_end in _split(text, start, end, separators[level]):
+            tokens = count(piece_start, piece_end)
+            if tokens == 0:
+                continue
+            if tokens <= self.budget:
+                units.append(_Unit(piece_start, piece_end, tokens))
+            elif level + 1 < len(separators):
+                units.extend(
+                    self._units(text, piece_start, piece_end, count, starts, ends, level + 1)
+                )
+            else:
+                units.extend(self._windows(piece_start, piece_end, starts, ends))
+        return units
+
+    def _windows(
+        self, start: int, end: int, starts: np.ndarray, ends: np.ndarray
+    ) -> list[_Unit]:
+        first = int(np.searchsorted(starts, start))
+        last = int(np.searchsorted(starts, end))
+        units: list[_Unit] = []
+        while first < last:
+            cut = min(first + self.budget, last)
+            if cut < last:
+                # Prefer to cut where whitespace precedes a token, so no word is split.
+                for candidate in range(cut, max(first + 1, cut - _WORD_BOUNDARY_SEARCH), -1):
+                    if starts[candidate] > ends[candidate - 1]:
+                        cut = candidate
+                        break
+            units.append(_Unit(int(starts[first]), int(ends[cut - 1]), cut - first))
+            first = cut
+        return units
+
+    def _pack(self, units: list[_Unit]) -> list[list[_Unit]]:
+        groups: list[list[_Unit]] = []
+        current: list[_Unit] = []
+        tokens = 0
+        for unit in units:
+            if current and tokens + unit.tokens > self.budget:
+                groups.append(current)
+                carried: list[_Unit] = []
+                carried_tokens = 0
+                for previous in reversed(current[1:]):
+                    if carried_tokens + previous.tokens > self.overlap:
+                        break
+                    carried.insert(0, previous)
+                    carried_tokens += previous.tokens
+                while carried and carried_tokens + unit.tokens > self.budget:
+                    carried_tokens -= carried.pop(0).tokens
+                current, tokens = carried, carried_tokens
+            current.append(unit)
+            tokens += unit.tokens
+        if current:
+            groups.append(current)
+        return groups
+
+
+def _split(text: str, start: int, end: int, separator: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Spans of text[start:end] between separator matches, with whitespace trimmed."""
+    spans: list[tuple[int, int]] = []
+    position = start
+    for match in separator.finditer(text, start, end):
+        if match.end() == match.start() and match.start() in (start, end):
+            continue
+        spans.append((position, match.start()))
+        position = match.end()
+    spans.append((position, end))
+    trimmed = []
+    for a, b in spans:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            trimmed.append((a, b))
+    return trimmed

@@ -1,0 +1,30 @@
+"""The `Embedder` contract: the model's tokenizer (for chunking) and its encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    model_id: str
+    """Stable name of the model; embeddings are stored under it."""
+    dimension: int
+    max_tokens: int
+    """Longest input the model reads, counting its special tokens."""
+    special_tokens: int
+    """Tokens the model adds to every input ([CLS] and [SEP] for BERT)."""
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every token of `text`, without special tokens or truncation."""
+        ...
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 vectors, shape (len(texts), dimension), in input order."""
+        ...
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One L2-normalised float32 vector, shape (dimension,)."""
+        ...

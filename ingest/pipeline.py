@@ -1,0 +1,254 @@
+"""The ingestion pipeline: sources → extract and chunk → embed → commit, in three overlapping stages.
+
+    preparation thread   load, hash, skip known bytes, extract, chunk   ─┐ queue of documents
+    calling thread       pool documents, embed only unseen chunk texts  ─┤ queue of pools
+    writer thread        commit each pool in one transaction, report    ─┘
+
+Embedding is the expensive stage; the other two run beside it, so the pipeline's throughput
+stays close to the embedder's own. Chunks are pooled across documents (`pool_chunks`) so that
+the embedder's length-sorted batches are well filled. A text is embedded at most once: texts
+with a stored embedding for the model, and texts embedded earlier in the same run, are reused.
+
+Each pool is one transaction, so a document is stored complete or not at all; a per-document
+`IngestError` is reported as a failure and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+
+from indexes import Catalog, NewDocument
+from ingest.chunking import Chunker
+from ingest.embed.base import Embedder
+from ingest.errors import EmptyDocument, IngestError
+from ingest.extract import extract
+from ingest.sources import Source
+
+Status = Literal["added", "replaced", "unchanged", "failed"]
+
+
+class DocumentOutcome(msgspec.Struct, frozen=True):
+    name: str
+    status: Status
+    document_id: int | None = None
+    chunks: int = 0
+    reason: str | None = None
+
+
+class IngestReport(msgspec.Struct):
+    outcomes: list[DocumentOutcome]
+    texts_embedded: int
+    seconds: float
+
+    def count(self, status: Status) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def failures(self) -> list[DocumentOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def chunks_stored(self) -> int:
+        return sum(o.chunks for o in self.outcomes)
+
+
+class _Pool(msgspec.Struct):
+    documents: list[NewDocument]
+    vectors: dict[bytes, np.ndarray]
+
+
+_END = object()
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        catalog: Catalog,
+        embedder: Embedder,
+        chunker: Chunker,
+        *,
+        pool_chunks: int = 1024,
+        pool_wait: float = 0.5,
+    ) -> None:
+        if embedder.model_id != catalog.model_id:
+            raise ValueError(
+                f"embedder {embedder.model_id!r} does not match the catalog's "
+                f"{catalog.model_id!r}"
+            )
+        self.catalog = catalog
+        self.embedder = embedder
+        self.chunker = chunker
+        self.pool_chunks = pool_chunks
+        self.pool_wait = pool_wait
+
+    def run(
+        self,
+        sources: Iterable[Source],
+        *,
+        collection: str,
+        metadata: dict[str, Any] | None = None,
+        on_document: Callable[[DocumentOutcome], None] | None = None,
+    ) -> IngestReport:
+        """Ingest every source into `collection`; returns one outcome per source."""
+        started = time.perf_counter()
+        prepared: queue.Queue[Any] = queue.Queue(maxsize=256)
+        pools: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        failure: list[BaseException] = []
+        outcomes: list[DocumentOutcome] = []
+        in_flight: dict[bytes, np.ndarray] = {}
+        in_flight_lock = threading.Lock()
+        embedded = 0
+
+        def report(outcome: DocumentOutcome) -> None:
+            outcomes.append(outcome)
+            if on_document is not None:
+                on_document(outcome)
+
+        def prepare() -> None:
+            try:
+                for source in sources:
+                    if stop.is_set():
+                        break
+                    prepared.put(self._prepare(source, collection, metadata or {}))
+            except BaseException as error:
+                failure.append(error)
+                stop.set()
+            finally:
+                prepared.put(_END)
+
+        def write() -> None:
+            while True:
+                item = pools.get()
+                if item is _END:
+                    return
+                if stop.is_set():
+                    continue  # drain so the producer never blocks
+                try:
+                    if isinstance(item, DocumentOutcome):
+                        report(item)
+                        continue
+                    results = self.catalog.commit(item.documents, item.vectors)
+                    for result in results:
+                        report(
+                            DocumentOutcome(
+                                result.source_name,
+                                result.action,
+                                result.document_id,
+                                result.chunk_count,
+                            )
+                        )
+                    with in_flight_lock:
+                        for text_hash in item.vectors:
+                            in_flight.pop(text_hash, None)
+                except BaseException as error:
+                    failure.append(error)
+                    stop.set()
+
+        def embed_pool(documents: list[NewDocument]) -> None:
+            nonlocal embedded
+            texts: dict[bytes, str] = {}
+            for document in documents:
+                for chunk in document.chunks:
+                    texts.setdefault(chunk.text_hash, chunk.text)
+            with in_flight_lock:
+                vectors = {h: in_flight[h] for h in texts if h in in_flight}
+            unseen = [h for h in texts if h not in vectors]
+            cached = self.catalog.store.cached_hashes(self.embedder.model_id, unseen)
+            todo = [h for h in unseen if h not in cached]
+            if todo:
+                computed = self.embedder.embed_documents([texts[h] for h in todo])
+                fresh = dict(zip(todo, computed, strict=True))
+                with in_flight_lock:
+                    in_flight.update(fresh)
+                vectors.update(fresh)
+                embedded += len(todo)
+            pools.put(_Pool(documents, vectors))
+
+        preparer = threading.Thread(target=prepare, name="ingest-prepare", daemon=True)
+        writer = threading.Thread(target=write, name="ingest-writer", daemon=True)
+        preparer.start()
+        writer.start()
+        try:
+            pending: list[NewDocument] = []
+            pending_chunks = 0
+            while not stop.is_set():
+                try:
+                    item = prepared.get(timeout=self.pool_wait)
+                except queue.Empty:
+                    # The preparation stage is slower than embedding: don't let the model idle.
+                    if pending:
+                        embed_pool(pending)
+                        pending, pending_chunks = [], 0
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, DocumentOutcome):
+                    pools.put(item)
+                    continue
+                pending.append(item)
+                pending_chunks += len(item.chunks)
+                if pending_chunks >= self.pool_chunks:
+                    embed_pool(pending)
+                    pending, pending_chunks = [], 0
+            if pending and not stop.is_set():
+                embed_pool(pending)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            pools.put(_END)
+            writer.join()
+            if stop.is_set():
+                _drain(prepared)
+            preparer.join(timeout=5)
+        if failure:
+            raise failure[0]
+        self.catalog.flush()
+        return IngestReport(outcomes, embedded, time.perf_counter() - started)
+
+    def _prepare(
+        self, source: Source, collection: str, metadata: dict[str, Any]
+    ) -> NewDocument | DocumentOutcome:
+        try:
+            loaded = source.load()
+            sha256 = hashlib.sha256(loaded.data).hexdigest()
+            existing = self.catalog.store.find_by_sha256(collection, sha256)
+            if existing is not None:
+                return DocumentOutcome(source.name, "unchanged", existing)
+            extracted = loaded.extracted or extract(loaded.data, source.name)
+            chunks = self.chunker.chunk(extracted)
+            if not chunks:
+                raise EmptyDocument("no text to index")
+        except IngestError as error:
+            return DocumentOutcome(source.name, "failed", reason=str(error))
+        except OSError as error:
+            return DocumentOutcome(source.name, "failed", reason=f"cannot read: {error.strerror}")
+        return NewDocument(
+            collection=collection,
+            source_name=source.name,
+            external_id=loaded.external_id,
+            media_type=extracted.media_type,
+            sha256=sha256,
+            byte_size=len(loaded.data),
+            char_count=len(extracted.text),
+            page_count=extracted.page_count,
+            metadata={**metadata, **loaded.metadata},
+            chunks=chunks,
+        )
+
+
+def _drain(items: queue.Queue[Any]) -> None:
+    while True:
+        try:
+            items.get_nowait()
+        except queue.Empty:
+            return

