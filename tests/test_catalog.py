@@ -1,0 +1,172 @@
+"""The catalog on a real SQLite file and a real FAISS index: writes, search, recovery."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexes import (
+    Catalog,
+    CollectionNotFound,
+    DocumentNotFound,
+    ModelMismatch,
+    SchemaTooNew,
+    StoreMissing,
+    WriterBusy,
+)
+from indexes.catalog import DATABASE_NAME
+from indexes.store import SCHEMA_VERSION
+from ingest import Chunker, Embedder, IngestPipeline, file_sources
+from tests.conftest import write_corpus
+
+
+def _ingest(catalog: Catalog, embedder: Embedder, chunker: Chunker, folder: Path, collection: str = "default") -> None:
+    report = IngestPipeline(catalog, embedder, chunker, pool_chunks=16).run(
+        file_sources([folder]), collection=collection
+    )
+    assert not report.failures
+
+
+def _open(data_dir: Path, embedder: Embedder, **options: object) -> Catalog:
+    return Catalog.open(data_dir, model_id=embedder.model_id, dimension=embedder.dimension, **options)  # type: ignore[arg-type]
+
+
+def test_faiss_ids_are_chunk_ids(catalog: Catalog, embedder: Embedder, chunker: Chunker, tmp_path: Path) -> None:
+    write_corpus(tmp_path / "docs", 5)
+    _ingest(catalog, embedder, chunker, tmp_path / "docs")
+    chunk_ids = catalog.store.chunk_ids()
+    assert sorted(catalog._index.ids().tolist()) == chunk_ids.tolist()
+    hits = catalog.search(embedder.embed_query("volcano magma eruption"), k=3)
+    assert len(hits) == 3
+    assert "magma" in hits[0].text
+    assert hits == sorted(hits, key=lambda h: -h.score)
+
+
+def test_collection_filter_returns_k_from_that_collection(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
+    write_corpus(tmp_path / "a", 10, seed=1)
+    write_corpus(tmp_path / "b", 10, seed=2)
+    _ingest(catalog, embedder, chunker, tmp_path / "a", "alpha")
+    _ingest(catalog, embedder, chunker, tmp_path / "b", "beta")
+    query = embedder.embed_query("tides and the moon")
+    hits = catalog.search(query, k=8, collection="beta")
+    assert len(hits) == 8
+    assert {h.collection for h in hits} == {"beta"}
+    with pytest.raises(CollectionNotFound):
+        catalog.require_collection("gamma")
+
+
+def test_delete_removes_chunks_and_vectors(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
+    write_corpus(tmp_path / "docs", 3)
+    _ingest(catalog, embedder, chunker, tmp_path / "docs")
+    document = catalog.store.documents()[0]
+    catalog.delete_document(document.id)
+    assert len(catalog._index) == catalog.store.chunk_count()
+    assert all(h.document_id != document.id for h in catalog.search(embedder.embed_query("heart"), k=50))
+    with pytest.raises(DocumentNotFound):
+        catalog.delete_document(document.id)
+    with pytest.raises(CollectionNotFound):
+        catalog.delete_document(catalog.store.documents()[0].id, collection="nope")
+
+
+def test_stale_index_is_caught_up_from_stored_embeddings(
+    data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
+    write_corpus(tmp_path / "first", 4, seed=1)
+    write_corpus(tmp_path / "second", 4, seed=2)
+    with _open(data_dir, embedder) as catalog:
+        _ingest(catalog, embedder, chunker, tmp_path / "first")
+    saved = tmp_path / "saved-index"
+    shutil.copytree(data_dir / "index", saved)
+    with _open(data_dir, embedder) as catalog:
+        _ingest(catalog, embedder, chunker, tmp_path / "second")
+        catalog.delete_document(catalog.store.documents()[0].id)
+        expected = catalog.store.chunk_ids().tolist()
+    # Put the old index back, as if the process died before saving the new one.
+    shutil.rmtree(data_dir / "index")
+    shutil.copytree(saved, data_dir / "index")
+    with _open(data_dir, embedder, readonly=True) as catalog:
+        assert catalog.file_vector_count != len(expected)
+        assert sorted(catalog._index.ids().tolist()) == expected
+    with _open(data_dir, embedder) as catalog:
+        stats = catalog.stats()
+        assert stats.vectors_in_index_file == stats.chunks == len(expected)
+        assert stats.index_file_generation == stats.store_generation
+
+
+def test_unreadable_index_is_rebuilt(data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path) -> None:
+    write_corpus(tmp_path / "docs", 3)
+    with _open(data_dir, embedder) as catalog:
+        _ingest(catalog, embedder, chunker, tmp_path / "docs")
+        before = [h.chunk_id for h in catalog.search(embedder.embed_query("bees"), k=5)]
+    for path in (data_dir / "index").glob("vectors-*.faiss"):
+        path.write_bytes(b"not a faiss index")
+    with _open(data_dir, embedder) as catalog:
+        assert [h.chunk_id for h in catalog.search(embedder.embed_query("bees"), k=5)] == before
+
+
+def test_model_change_is_refused_with_the_fix(data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path) -> None:
+    write_corpus(tmp_path / "docs", 2)
+    with _open(data_dir, embedder) as catalog:
+        _ingest(catalog, embedder, chunker, tmp_path / "docs")
+    with pytest.raises(ModelMismatch, match="ragsvc rebuild --reembed"):
+        Catalog.open(data_dir, model_id="another/model", dimension=384)
+
+
+def test_one_writer_per_data_directory(catalog: Catalog, data_dir: Path, embedder: Embedder) -> None:
+    with pytest.raises(WriterBusy, match="another ragsvc process"):
+        _open(data_dir, embedder)
+    with _open(data_dir, embedder, readonly=True):
+        pass  # readers are welcome
+
+
+def test_missing_store_and_newer_schema(tmp_path: Path, embedder: Embedder) -> None:
+    with pytest.raises(StoreMissing):
+        _open(tmp_path / "nothing", embedder, readonly=True)
+    with pytest.raises(StoreMissing):
+        Catalog.open(tmp_path / "nothing")
+    _open(tmp_path / "d", embedder).close()
+    with sqlite3.connect(tmp_path / "d" / DATABASE_NAME) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaTooNew, match="upgrade ragsvc"):
+        _open(tmp_path / "d", embedder)
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+def test_approximate_indexes_rebuild_and_delete(
+    data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path, index_type: str
+) -> None:
+    write_corpus(tmp_path / "docs", 30)
+    with _open(data_dir, embedder) as catalog:
+        _ingest(catalog, embedder, chunker, tmp_path / "docs")
+        query = embedder.embed_query("glaciers carve valleys")
+        exact = [h.chunk_id for h in catalog.search(query, k=5)]
+        catalog.rebuild(index_type)  # type: ignore[arg-type]
+        assert catalog.index_type == index_type
+        approximate = [h.chunk_id for h in catalog.search(query, k=5)]
+        assert len(set(exact) & set(approximate)) >= 3
+        catalog.delete_document(catalog.store.documents()[0].id)
+        assert len(catalog._index) == catalog.store.chunk_count()
+    with _open(data_dir, embedder, index_type=index_type) as catalog:
+        assert catalog.index_type == index_type
+        assert len(catalog._index) == catalog.store.chunk_count()
+
+
+def test_rebuild_flat_gives_the_same_top_10(data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path) -> None:
+    write_corpus(tmp_path / "docs", 40)
+    queries = ["heart and blood", "volcano", "photosynthesis sugar", "compilers", "moon tides",
+               "bees dance", "glaciers", "vaccines immune"]
+    vectors = np.stack([embedder.embed_query(q) for q in queries])
+    with _open(data_dir, embedder) as catalog:
+        _ingest(catalog, embedder, chunker, tmp_path / "docs")
+        before = [[(h.chunk_id, round(h.score, 5)) for h in catalog.search(v, k=10)] for v in vectors]
+        catalog.rebuild("flat")
+        after = [[(h.chunk_id, round(h.score, 5)) for h in catalog.search(v, k=10)] for v in vectors]
+    assert after == before

@@ -1,0 +1,130 @@
+"""The `ragsvc` command line: the happy path and every refusal, with the store left unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from indexes import Catalog
+from ragsvc.cli import main
+from tests.conftest import dataset, write_corpus
+
+
+def _run(capsys: pytest.CaptureFixture[str], data_dir: Path, *args: str) -> tuple[int, str, str]:
+    code = main(["--data-dir", str(data_dir), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _snapshot(data_dir: Path) -> tuple[object, ...]:
+    with Catalog.open(data_dir, readonly=True) as catalog:
+        stats = catalog.stats()
+        documents = [(d.id, d.sha256, d.chunk_count) for d in catalog.store.documents()]
+    return stats.store_generation, stats.chunks, stats.vectors_in_index_file, documents
+
+
+@pytest.fixture
+def populated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    data_dir = tmp_path / "data"
+    write_corpus(tmp_path / "seed", 3)
+    code, out, _ = _run(capsys, data_dir, "ingest", str(tmp_path / "seed"), "--no-progress")
+    assert code == 0, out
+    return data_dir
+
+
+def test_ingest_search_stats_delete(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, populated, "search", "bees waggle dance", "-k", "2")
+    assert code == 0 and out.count("doc ") == 2 and "waggle" in out
+    code, out, _ = _run(capsys, populated, "stats", "--json")
+    stats = json.loads(out)
+    assert stats["documents"] == 3 and stats["chunks"] == stats["vectors_in_index_file"] > 0
+    code, out, _ = _run(capsys, populated, "stats")
+    assert "index file in sync    yes" in out
+    deleted_chunks = next(d[2] for d in _snapshot(populated)[3] if d[0] == 1)  # type: ignore[union-attr]
+    code, out, _ = _run(capsys, populated, "delete", "1")
+    assert code == 0 and "deleted document 1" in out
+    _, chunks, vectors, documents = _snapshot(populated)
+    assert chunks == vectors == stats["chunks"] - deleted_chunks
+    assert [d[0] for d in documents] == [2, 3]  # type: ignore[union-attr]
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    zero_pdf = tmp_path / "zero.pdf"
+    zero_pdf.write_bytes(b"")
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_bytes(os.urandom(2048) + b"\x00")
+    return {
+        "empty file": ["ingest", str(empty), "--no-progress"],
+        "zero-byte PDF": ["ingest", str(zero_pdf), "--no-progress"],
+        "garbage .txt": ["ingest", str(garbage), "--no-progress"],
+        "missing path": ["ingest", str(tmp_path / "no-such-file.txt"), "--no-progress"],
+        "missing jsonl": ["ingest", "--jsonl", str(tmp_path / "none.jsonl"), "--no-progress"],
+        "unknown collection on delete": ["delete", "1", "--collection", "no-such-collection"],
+        "unknown document on delete": ["delete", "999"],
+        "unknown collection on search": ["search", "x", "--collection", "nope"],
+        "bad k": ["search", "x", "-k", "0"],
+        "bad metadata": ["ingest", str(empty), "--metadata", "{oops"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty file", "empty file (0 bytes)"),
+        ("zero-byte PDF", "empty file (0 bytes)"),
+        ("garbage .txt", "binary data"),
+        ("missing path", "no such file or directory"),
+        ("missing jsonl", "no such file"),
+        ("unknown collection on delete", "collection 'no-such-collection' does not exist"),
+        ("unknown document on delete", "document 999 does not exist"),
+        ("unknown collection on search", "collection 'nope' does not exist"),
+        ("bad k", "-k must be between 1 and 1000"),
+        ("bad metadata", "--metadata is not valid JSON"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(
+    populated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, message: str
+) -> None:
+    before = _snapshot(populated)
+    code, out, err = _run(capsys, populated, *_bad_inputs(tmp_path)[case])
+    assert code != 0
+    assert message in err, err
+    assert _snapshot(populated) == before
+
+
+def test_bad_settings_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGSVC_CHUNK_OVERLAP_TOKENS", "-3")
+    code, _, err = _run(capsys, tmp_path / "d", "stats")
+    assert code == 2 and "chunk_overlap_tokens" in err
+
+
+def test_stats_on_an_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, tmp_path / "nothing", "stats")
+    assert code == 2 and "run `ragsvc ingest` first" in err
+
+
+def test_malformed_pdfs_are_listed_with_reasons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = dataset("pdf_samples")
+    rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
+    malformed = [root / r["file"] for r in rows if r["category"] == "malformed"]
+    clean = [root / r["file"] for r in rows if r["category"] == "clean_text"][:2]
+    code, out, err = _run(capsys, tmp_path / "data", "ingest", *map(str, malformed + clean), "--no-progress")
+    assert code == 1
+    with Catalog.open(tmp_path / "data", readonly=True) as catalog:
+        documents = catalog.store.documents()
+        for document in documents:
+            assert document.page_count and document.page_count >= 1
+            assert all(c.page_start for c in catalog.store.document_chunks(document.id))
+        assert catalog.stats().chunks == catalog.stats().vectors_in_index_file
+    names = {d.source_name for d in documents}
+    assert f"{len(malformed) + len(clean) - len(documents)} document(s) failed:" in err
+    assert {p.name for p in clean} <= names
+    for path in malformed:
+        if path.name not in names:
+            line = next(x for x in err.splitlines() if x.startswith(path.name))
+            assert len(line.split(None, 1)) == 2, f"{path.name} is listed without a reason"
