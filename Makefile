@@ -28,13 +28,13 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/ragsvc --help
 
-test: install-dev
+test: install-dev lint
 	$(BIN)/python -m pytest
 
 lint: install-dev
 	$(BIN)/ruff check ragsvc ingest indexes tests benchmarks
 	$(BIN)/ruff format --check ragsvc ingest indexes tests benchmarks
-	$(BIN)/mypy
+	$(BIN)/mypy --cache-dir .venv/.mypy_cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -33,7 +33,13 @@ from indexes.errors import (
     StoreMissing,
     WriterBusy,
 )
-from indexes.manifest import FORMAT_VERSION, Manifest, fsync_directory, read_manifest, write_manifest
+from indexes.manifest import (
+    FORMAT_VERSION,
+    Manifest,
+    fsync_directory,
+    read_manifest,
+    write_manifest,
+)
 from indexes.store import NewDocument, Store, utc_now
 from indexes.vectors import FaissIndex, IndexType
 
@@ -211,7 +217,6 @@ class Catalog:
             manifest is not None
             and manifest.model_id == self.model_id
             and manifest.dimension == self.dimension
-            and (self.readonly or manifest.index_type == self._requested_type)
         ):
             try:
                 index = FaissIndex.load(
@@ -227,9 +232,8 @@ class Catalog:
             self._index = index
             self._manifest = manifest
             self.file_vector_count = len(index)
-            if (
-                manifest.store_generation != self.store.generation()
-                or manifest.vector_count != len(index)
+            if manifest.store_generation != self.store.generation() or manifest.vector_count != len(
+                index
             ):
                 self._catch_up()
         if not self.readonly and self._dirty:
@@ -250,7 +254,10 @@ class Catalog:
             ):
                 self._index.add(ids, vectors)
         self._dirty = self._dirty or bool(len(stale) or len(missing))
-        if self._manifest is not None and self._manifest.store_generation != self.store.generation():
+        if (
+            self._manifest is not None
+            and self._manifest.store_generation != self.store.generation()
+        ):
             self._dirty = True
 
     def _build_from_store(

@@ -1,13 +1,13 @@
 """Exceptions raised by the store, the vector index and the catalog.
 
-    IndexesError
-    ├── NotFound
-    │   ├── CollectionNotFound
-    │   └── DocumentNotFound
-    ├── StoreMissing        no store exists at the data directory (read-only open)
-    ├── SchemaTooNew        the store was written by a newer schema than this code knows
-    ├── ModelMismatch       the store was embedded with another model than the one configured
-    └── WriterBusy          another process holds the data directory's writer lock
+IndexesError
+├── NotFound
+│   ├── CollectionNotFound
+│   └── DocumentNotFound
+├── StoreMissing        no store exists at the data directory (read-only open)
+├── SchemaTooNew        the store was written by a newer schema than this code knows
+├── ModelMismatch       the store was embedded with another model than the one configured
+└── WriterBusy          another process holds the data directory's writer lock
 """
 
 

@@ -276,9 +276,11 @@ class Store:
     # -- collections and documents -----------------------------------------------------------
 
     def collection_id(self, name: str, conn: sqlite3.Connection | None = None) -> int:
-        row = (conn or self.reader()).execute(
-            "SELECT id FROM collections WHERE name = ?", (name,)
-        ).fetchone()
+        row = (
+            (conn or self.reader())
+            .execute("SELECT id FROM collections WHERE name = ?", (name,))
+            .fetchone()
+        )
         if row is None:
             raise CollectionNotFound(name)
         return int(row[0])
@@ -324,7 +326,10 @@ class Store:
     def documents(
         self, collection: str | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[DocumentRow]:
-        sql = f"SELECT {_DOCUMENT_COLUMNS} FROM documents d JOIN collections c ON c.id = d.collection_id"
+        sql = (
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents d "
+            "JOIN collections c ON c.id = d.collection_id"
+        )
         params: tuple[Any, ...] = ()
         if collection is not None:
             self.collection_id(collection)

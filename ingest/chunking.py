@@ -25,7 +25,7 @@ from indexes import NewChunk
 from ingest.extract.base import Extracted
 
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")
-_SENTENCE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])")
+_SENTENCE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])")  # noqa: RUF001 (closing quotes, CJK stops)
 _LINE = re.compile(r"\n")
 _WORD_BOUNDARY_SEARCH = 16
 
@@ -118,9 +118,7 @@ class Chunker:
                 units.extend(self._windows(piece_start, piece_end, starts, ends))
         return units
 
-    def _windows(
-        self, start: int, end: int, starts: np.ndarray, ends: np.ndarray
-    ) -> list[_Unit]:
+    def _windows(self, start: int, end: int, starts: np.ndarray, ends: np.ndarray) -> list[_Unit]:
         first = int(np.searchsorted(starts, start))
         last = int(np.searchsorted(starts, end))
         units: list[_Unit] = []

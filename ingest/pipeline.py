@@ -1,4 +1,4 @@
-"""The ingestion pipeline: sources → extract and chunk → embed → commit, in three overlapping stages.
+"""The ingestion pipeline: sources → extract, chunk → embed → commit, in overlapping stages.
 
     preparation thread   load, hash, skip known bytes, extract, chunk   ─┐ queue of documents
     calling thread       pool documents, embed only unseen chunk texts  ─┤ queue of pools
@@ -80,8 +80,7 @@ class IngestPipeline:
     ) -> None:
         if embedder.model_id != catalog.model_id:
             raise ValueError(
-                f"embedder {embedder.model_id!r} does not match the catalog's "
-                f"{catalog.model_id!r}"
+                f"embedder {embedder.model_id!r} does not match the catalog's {catalog.model_id!r}"
             )
         self.catalog = catalog
         self.embedder = embedder

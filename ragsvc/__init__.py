@@ -1,3 +1,3 @@
-"""ragsvc: the service, answering and command line over the `indexes` store and `ingest` pipeline."""
+"""ragsvc: settings and command line (then service and answering) over `indexes` and `ingest`."""
 
 __version__ = "0.1.0"

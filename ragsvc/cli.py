@@ -24,8 +24,8 @@ from indexes.vectors import INDEX_TYPES
 from ingest import (
     Chunker,
     DocumentOutcome,
-    EmbedderUnavailable,
     Embedder,
+    EmbedderUnavailable,
     IngestPipeline,
     InputNotFound,
     file_sources,
@@ -139,9 +139,7 @@ def _cached_embedder(backend: str, model: str, device: str, batch_size: int) -> 
     return load_embedder(backend, model, device=device, batch_size=batch_size)
 
 
-def open_catalog(
-    settings: Settings, embedder: Embedder | None = None, **options: Any
-) -> Catalog:
+def open_catalog(settings: Settings, embedder: Embedder | None = None, **options: Any) -> Catalog:
     return Catalog.open(
         settings.data_path,
         model_id=embedder.model_id if embedder else None,
@@ -200,8 +198,10 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     )
     if failures:
         print(f"\n{len(failures)} document(s) failed:", file=sys.stderr)
-        print(_table(["document", "reason"], [[f.name, f.reason or ""] for f in failures]),
-              file=sys.stderr)
+        print(
+            _table(["document", "reason"], [[f.name, f.reason or ""] for f in failures]),
+            file=sys.stderr,
+        )
         return EXIT_FAILURES
     return EXIT_OK
 

@@ -67,8 +67,9 @@ SETTINGS_HELP: dict[str, str] = {
         "and well filled; also the size of one store transaction."
     ),
     "index_type": (
-        "Vector index built for new stores and by `ragsvc rebuild`: `flat` (exact), `hnsw` or "
-        "`ivf` (approximate, for large stores)."
+        "Vector index built for a new store, or when the index file must be rebuilt: `flat` "
+        "(exact), `hnsw` or `ivf` (approximate, for large stores). An existing index keeps its "
+        "kind until `ragsvc rebuild --index-type` changes it."
     ),
     "index_save_interval": (
         "Seconds between saves of the vector index file during writes (it is always saved at "

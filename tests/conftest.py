@@ -73,7 +73,9 @@ class RecordingEmbedder:
         return self._inner.embed_query(text)
 
 
-def run_ragsvc(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_ragsvc(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the real `ragsvc` command in a child process."""
     return subprocess.run(
         [sys.executable, "-m", "ragsvc", *args],
@@ -102,7 +104,9 @@ def write_corpus(folder: Path, count: int, *, seed: int = 0) -> list[Path]:
     paths = []
     for number in range(count):
         sentences = [topics[int(i)] for i in rng.integers(0, len(topics), size=12)]
-        body = f"Document {number}.\n\n" + " ".join(sentences[:6]) + "\n\n" + " ".join(sentences[6:])
+        body = (
+            f"Document {number}.\n\n" + " ".join(sentences[:6]) + "\n\n" + " ".join(sentences[6:])
+        )
         path = folder / f"doc-{number:04d}.txt"
         path.write_text(body, encoding="utf-8")
         paths.append(path)

@@ -24,7 +24,13 @@ from ingest import Chunker, Embedder, IngestPipeline, file_sources
 from tests.conftest import write_corpus
 
 
-def _ingest(catalog: Catalog, embedder: Embedder, chunker: Chunker, folder: Path, collection: str = "default") -> None:
+def _ingest(
+    catalog: Catalog,
+    embedder: Embedder,
+    chunker: Chunker,
+    folder: Path,
+    collection: str = "default",
+) -> None:
     report = IngestPipeline(catalog, embedder, chunker, pool_chunks=16).run(
         file_sources([folder]), collection=collection
     )
@@ -32,10 +38,14 @@ def _ingest(catalog: Catalog, embedder: Embedder, chunker: Chunker, folder: Path
 
 
 def _open(data_dir: Path, embedder: Embedder, **options: object) -> Catalog:
-    return Catalog.open(data_dir, model_id=embedder.model_id, dimension=embedder.dimension, **options)  # type: ignore[arg-type]
+    return Catalog.open(
+        data_dir, model_id=embedder.model_id, dimension=embedder.dimension, **options
+    )  # type: ignore[arg-type]
 
 
-def test_faiss_ids_are_chunk_ids(catalog: Catalog, embedder: Embedder, chunker: Chunker, tmp_path: Path) -> None:
+def test_faiss_ids_are_chunk_ids(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
     write_corpus(tmp_path / "docs", 5)
     _ingest(catalog, embedder, chunker, tmp_path / "docs")
     chunk_ids = catalog.store.chunk_ids()
@@ -69,7 +79,9 @@ def test_delete_removes_chunks_and_vectors(
     document = catalog.store.documents()[0]
     catalog.delete_document(document.id)
     assert len(catalog._index) == catalog.store.chunk_count()
-    assert all(h.document_id != document.id for h in catalog.search(embedder.embed_query("heart"), k=50))
+    assert all(
+        h.document_id != document.id for h in catalog.search(embedder.embed_query("heart"), k=50)
+    )
     with pytest.raises(DocumentNotFound):
         catalog.delete_document(document.id)
     with pytest.raises(CollectionNotFound):
@@ -101,7 +113,9 @@ def test_stale_index_is_caught_up_from_stored_embeddings(
         assert stats.index_file_generation == stats.store_generation
 
 
-def test_unreadable_index_is_rebuilt(data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path) -> None:
+def test_unreadable_index_is_rebuilt(
+    data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
     write_corpus(tmp_path / "docs", 3)
     with _open(data_dir, embedder) as catalog:
         _ingest(catalog, embedder, chunker, tmp_path / "docs")
@@ -112,7 +126,9 @@ def test_unreadable_index_is_rebuilt(data_dir: Path, embedder: Embedder, chunker
         assert [h.chunk_id for h in catalog.search(embedder.embed_query("bees"), k=5)] == before
 
 
-def test_model_change_is_refused_with_the_fix(data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path) -> None:
+def test_model_change_is_refused_with_the_fix(
+    data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
     write_corpus(tmp_path / "docs", 2)
     with _open(data_dir, embedder) as catalog:
         _ingest(catalog, embedder, chunker, tmp_path / "docs")
@@ -120,7 +136,9 @@ def test_model_change_is_refused_with_the_fix(data_dir: Path, embedder: Embedder
         Catalog.open(data_dir, model_id="another/model", dimension=384)
 
 
-def test_one_writer_per_data_directory(catalog: Catalog, data_dir: Path, embedder: Embedder) -> None:
+def test_one_writer_per_data_directory(
+    catalog: Catalog, data_dir: Path, embedder: Embedder
+) -> None:
     with pytest.raises(WriterBusy, match="another ragsvc process"):
         _open(data_dir, embedder)
     with _open(data_dir, embedder, readonly=True):
@@ -159,14 +177,28 @@ def test_approximate_indexes_rebuild_and_delete(
         assert len(catalog._index) == catalog.store.chunk_count()
 
 
-def test_rebuild_flat_gives_the_same_top_10(data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path) -> None:
+def test_rebuild_flat_gives_the_same_top_10(
+    data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
     write_corpus(tmp_path / "docs", 40)
-    queries = ["heart and blood", "volcano", "photosynthesis sugar", "compilers", "moon tides",
-               "bees dance", "glaciers", "vaccines immune"]
+    queries = [
+        "heart and blood",
+        "volcano",
+        "photosynthesis sugar",
+        "compilers",
+        "moon tides",
+        "bees dance",
+        "glaciers",
+        "vaccines immune",
+    ]
     vectors = np.stack([embedder.embed_query(q) for q in queries])
     with _open(data_dir, embedder) as catalog:
         _ingest(catalog, embedder, chunker, tmp_path / "docs")
-        before = [[(h.chunk_id, round(h.score, 5)) for h in catalog.search(v, k=10)] for v in vectors]
+        before = [
+            [(h.chunk_id, round(h.score, 5)) for h in catalog.search(v, k=10)] for v in vectors
+        ]
         catalog.rebuild("flat")
-        after = [[(h.chunk_id, round(h.score, 5)) for h in catalog.search(v, k=10)] for v in vectors]
+        after = [
+            [(h.chunk_id, round(h.score, 5)) for h in catalog.search(v, k=10)] for v in vectors
+        ]
     assert after == before

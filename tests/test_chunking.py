@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from ingest import Chunker, Embedder
@@ -10,7 +12,8 @@ from ingest.extract.base import Extracted
 
 def _sentences(count: int, start: int = 0) -> str:
     return " ".join(
-        f"Sentence number {i} talks about topic {i % 7} in plain words." for i in range(start, start + count)
+        f"Sentence number {i} talks about topic {i % 7} in plain words."
+        for i in range(start, start + count)
     )
 
 
@@ -35,13 +38,13 @@ def test_overlap_repeats_whole_sentences(embedder: Embedder) -> None:
     text = _sentences(200)
     chunker = Chunker(embedder, overlap=40)
     chunks = chunker.chunk(Extracted("text/plain", text))
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in pairwise(chunks):
         assert current.char_start < previous.char_end  # overlapping spans
         overlap = text[current.char_start : previous.char_end]
         assert overlap.endswith(".")
         assert len(embedder.token_offsets(overlap)) <= 40
     no_overlap = Chunker(embedder, overlap=0).chunk(Extracted("text/plain", text))
-    for previous, current in zip(no_overlap, no_overlap[1:], strict=False):
+    for previous, current in pairwise(no_overlap):
         assert current.char_start >= previous.char_end
 
 

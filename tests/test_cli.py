@@ -91,13 +91,15 @@ def test_bad_input_is_refused_and_changes_nothing(
     populated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, message: str
 ) -> None:
     before = _snapshot(populated)
-    code, out, err = _run(capsys, populated, *_bad_inputs(tmp_path)[case])
+    code, _, err = _run(capsys, populated, *_bad_inputs(tmp_path)[case])
     assert code != 0
     assert message in err, err
     assert _snapshot(populated) == before
 
 
-def test_bad_settings_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_settings_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAGSVC_CHUNK_OVERLAP_TOKENS", "-3")
     code, _, err = _run(capsys, tmp_path / "d", "stats")
     assert code == 2 and "chunk_overlap_tokens" in err
@@ -108,12 +110,16 @@ def test_stats_on_an_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and "run `ragsvc ingest` first" in err
 
 
-def test_malformed_pdfs_are_listed_with_reasons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_pdfs_are_listed_with_reasons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = dataset("pdf_samples")
     rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
     malformed = [root / r["file"] for r in rows if r["category"] == "malformed"]
     clean = [root / r["file"] for r in rows if r["category"] == "clean_text"][:2]
-    code, out, err = _run(capsys, tmp_path / "data", "ingest", *map(str, malformed + clean), "--no-progress")
+    code, _, err = _run(
+        capsys, tmp_path / "data", "ingest", *map(str, malformed + clean), "--no-progress"
+    )
     assert code == 1
     with Catalog.open(tmp_path / "data", readonly=True) as catalog:
         documents = catalog.store.documents()

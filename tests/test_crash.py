@@ -51,9 +51,20 @@ def test_sigkill_mid_ingest_leaves_no_half_document(
     log = tmp_path / "ingest.log"
     with open(log, "wb") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "ragsvc", "--data-dir", str(data_dir), "ingest", str(folder),
-             "--no-progress"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            [
+                sys.executable,
+                "-m",
+                "ragsvc",
+                "--data-dir",
+                str(data_dir),
+                "ingest",
+                str(folder),
+                "--no-progress",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
     try:
         deadline = time.monotonic() + 180
@@ -71,7 +82,9 @@ def test_sigkill_mid_ingest_leaves_no_half_document(
     assert child.returncode == -signal.SIGKILL, "ingest finished before it could be killed"
 
     chunker = Chunker(embedder, max_tokens=CHUNK_TOKENS, overlap=OVERLAP)
-    with Catalog.open(data_dir, model_id=embedder.model_id, dimension=embedder.dimension) as catalog:
+    with Catalog.open(
+        data_dir, model_id=embedder.model_id, dimension=embedder.dimension
+    ) as catalog:
         documents = catalog.store.documents(limit=10_000)
         assert 0 < len(documents) < DOCUMENTS, f"killed after {delay:.2f} s"
         for document in documents:

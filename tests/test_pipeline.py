@@ -19,13 +19,17 @@ def test_second_ingest_adds_nothing_and_embeds_nothing(
 ) -> None:
     write_corpus(tmp_path / "docs", 12)
     recording = RecordingEmbedder(embedder)
-    first = _pipeline(catalog, recording, chunker).run(file_sources([tmp_path / "docs"]), collection="c")
+    first = _pipeline(catalog, recording, chunker).run(
+        file_sources([tmp_path / "docs"]), collection="c"
+    )
     assert first.count("added") == 12
     assert len(recording.embedded) == first.texts_embedded > 0
     generation = catalog.store.generation()
 
     recording.embedded.clear()
-    second = _pipeline(catalog, recording, chunker).run(file_sources([tmp_path / "docs"]), collection="c")
+    second = _pipeline(catalog, recording, chunker).run(
+        file_sources([tmp_path / "docs"]), collection="c"
+    )
     assert second.count("unchanged") == 12
     assert recording.embedded == []
     assert second.texts_embedded == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -33,8 +34,9 @@ def ivf_probes(nlist: int) -> int:
 class FaissIndex:
     """A `VectorIndex` backed by FAISS."""
 
-    def __init__(self, index: faiss.Index, index_type: IndexType, dimension: int) -> None:
-        self._index = index
+    def __init__(self, index: Any, index_type: IndexType, dimension: int) -> None:
+        # Any: FAISS's SWIG stubs know neither the IDMap2 wrapper nor its downcast inner index.
+        self._index: Any = index
         self.index_type: IndexType = index_type
         self.dimension = dimension
 
@@ -52,8 +54,8 @@ class FaissIndex:
         else:
             assert training is not None
             spec = f"IDMap2,IVF{ivf_lists(len(training))},Flat"
-        index = faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
-        inner = faiss.downcast_index(index.index)
+        index: Any = faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
+        inner: Any = faiss.downcast_index(index.index)
         if index_type == "hnsw":
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             inner.hnsw.efSearch = HNSW_EF_SEARCH
@@ -70,7 +72,7 @@ class FaissIndex:
 
     @property
     def spec(self) -> str:
-        inner = faiss.downcast_index(self._index.index)
+        inner: Any = faiss.downcast_index(self._index.index)
         if self.index_type == "ivf":
             return f"IDMap2,IVF{inner.nlist},Flat nprobe={inner.nprobe}"
         if self.index_type == "hnsw":
@@ -110,7 +112,7 @@ class FaissIndex:
         allowed = np.ascontiguousarray(allowed_ids, dtype=np.int64)
         if self.index_type == "flat":
             # Exact: the flat scan skips ids outside the selector.
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            params: Any = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
             scores, ids = self._index.search(queries, k, params=params)
             return scores, ids
         return self._search_post_filtered(queries, k, allowed)

@@ -59,7 +59,7 @@ class SentenceTransformerEmbedder:
             ) from None
         self.batch_size = batch_size
         self.dimension = int(self._model.get_embedding_dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length)
+        self.max_tokens = int(self._model.max_seq_length or hf_tokenizer_limit(self._model))
         hf_tokenizer = self._model.tokenizer
         self.special_tokens = int(hf_tokenizer.num_special_tokens_to_add(pair=False))
         # A private copy of the fast tokenizer with truncation and padding off, so that
@@ -85,3 +85,9 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
+
+
+def hf_tokenizer_limit(model: object) -> int:
+    """The tokenizer's own limit, for models that declare no `max_seq_length`."""
+    limit = getattr(getattr(model, "tokenizer", None), "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < 100_000 else 512

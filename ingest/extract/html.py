@@ -11,10 +11,42 @@ from ingest.extract.text import decode_text, require_text
 
 _INVISIBLE = {"script", "style", "head", "template", "noscript", "svg", "iframe", "object"}
 _BLOCK = {
-    "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption",
-    "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li",
-    "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul", "br", "td", "th",
-    "caption", "details", "summary",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "tr",
+    "ul",
+    "br",
+    "td",
+    "th",
+    "caption",
+    "details",
+    "summary",
 }
 _HTML_SIGN = re.compile(r"<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]", re.I)
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
@@ -37,8 +69,9 @@ class _VisibleText(HTMLParser):
         elif tag in _INVISIBLE:
             self._hidden_depth += 1
         elif tag in _BLOCK:
-            self.parts.append("\n\n" if tag in {"p", "div", "section", "article"} or
-                              tag.startswith("h") else "\n")
+            self.parts.append(
+                "\n\n" if tag in {"p", "div", "section", "article"} or tag.startswith("h") else "\n"
+            )
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _BLOCK:
@@ -48,8 +81,9 @@ class _VisibleText(HTMLParser):
         if tag in _INVISIBLE:
             self._hidden_depth = max(0, self._hidden_depth - 1)
         elif tag in _BLOCK:
-            self.parts.append("\n\n" if tag in {"p", "div", "section", "article"} or
-                              tag.startswith("h") else "\n")
+            self.parts.append(
+                "\n\n" if tag in {"p", "div", "section", "article"} or tag.startswith("h") else "\n"
+            )
 
     def handle_data(self, data: str) -> None:
         if not self._hidden_depth:

@@ -39,7 +39,7 @@ def looks_like_markdown(text: str) -> bool:
 def markdown_to_text(source: str) -> str:
     lines: list[str] = []
     for line in source.split("\n"):
-        if _FENCE.match(line) or _SETEXT.match(line) and lines and lines[-1].strip():
+        if _FENCE.match(line) or (_SETEXT.match(line) and lines and lines[-1].strip()):
             continue
         if _REFERENCE_DEFINITION.match(line) or _TABLE_RULE.match(line):
             continue

@@ -11,8 +11,7 @@ from __future__ import annotations
 import io
 import logging
 
-from pypdf import PdfReader
-from pypdf import PasswordType
+from pypdf import PasswordType, PdfReader
 
 from ingest.errors import EmptyDocument, EncryptedDocument, ExtractionFailed
 from ingest.extract.base import Extracted
@@ -31,7 +30,9 @@ class PdfExtractor:
                 try:
                     decrypted = reader.decrypt("")
                 except Exception as error:  # unsupported algorithm, missing crypto library
-                    raise EncryptedDocument(f"encrypted PDF that cannot be opened: {error}") from None
+                    raise EncryptedDocument(
+                        f"encrypted PDF that cannot be opened: {error}"
+                    ) from None
                 if decrypted == PasswordType.NOT_DECRYPTED:
                     raise EncryptedDocument("encrypted PDF: a password is required")
             pages = list(reader.pages)
