@@ -26,7 +26,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/ragsvc --help
+	$(BIN)/ragsvc serve
 
 test: install-dev lint
 	$(BIN)/python -m pytest

@@ -116,6 +116,12 @@ class Catalog:
         self.save_interval = save_interval
         self._lock_handle = lock_handle
         self._index_lock = threading.RLock()
+        self._save_lock = threading.Lock()
+        # The single writer path: a mutation's transaction and its index update happen under
+        # this lock, so the index never reflects a later generation before an earlier one.
+        self._writer_lock = threading.RLock()
+        self._index_generation = 0
+        """The store generation the in-memory index reflects (never newer than its content)."""
         self._index = FaissIndex.create("flat", dimension)
         self._requested_type: IndexType = index_type
         self._dirty = False
@@ -225,12 +231,14 @@ class Catalog:
             except (RuntimeError, OSError):
                 index = None  # unreadable or missing file: rebuilt from the store below
         if index is None or manifest is None:
+            self._index_generation = self.store.generation()
             self._index = self._build_from_store(self._requested_type)
             self._manifest = None
             self._dirty = True
         else:
             self._index = index
             self._manifest = manifest
+            self._index_generation = manifest.store_generation
             self.file_vector_count = len(index)
             if manifest.store_generation != self.store.generation() or manifest.vector_count != len(
                 index
@@ -241,6 +249,7 @@ class Catalog:
 
     def _catch_up(self) -> None:
         """Make the index hold exactly the store's chunks, from stored embeddings."""
+        generation = self.store.generation()  # read first: the stamp may only be older
         in_index = self._index.ids()
         in_store = self.store.chunk_ids()
         stale = np.setdiff1d(in_index, in_store, assume_unique=True)
@@ -253,12 +262,8 @@ class Catalog:
                 self.model_id, missing.tolist(), self.dimension
             ):
                 self._index.add(ids, vectors)
-        self._dirty = self._dirty or bool(len(stale) or len(missing))
-        if (
-            self._manifest is not None
-            and self._manifest.store_generation != self.store.generation()
-        ):
-            self._dirty = True
+        self._index_generation = generation
+        self._dirty = True
 
     def _build_from_store(
         self, index_type: IndexType, model_id: str | None = None, dimension: int | None = None
@@ -275,33 +280,44 @@ class Catalog:
     # -- persistence -------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the index to a new file, then the manifest naming it (the commit point)."""
+        """Write the index to a new file, then the manifest naming it (the commit point).
+
+        The index is copied under the index lock and written outside it, so searches
+        never wait for the disk. The manifest records the generation the index reflects.
+        """
         if self.readonly:
             raise RuntimeError("catalog opened read-only")
-        with self._index_lock:
-            generation = self.store.generation()
+        with self._save_lock:
+            with self._index_lock:
+                data = self._index.serialize()
+                generation = self._index_generation
+                index_type, spec, count = self._index.index_type, self._index.spec, len(self._index)
+                self._dirty = False
             name = f"vectors-{generation}-{secrets.token_hex(4)}.faiss"
-            self._index.save(self.index_directory / name)
+            path = self.index_directory / name
+            with open(path, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             fsync_directory(self.index_directory)
             manifest = Manifest(
                 format_version=FORMAT_VERSION,
                 model_id=self.model_id,
                 dimension=self.dimension,
-                index_type=self._index.index_type,
-                index_spec=self._index.spec,
+                index_type=index_type,
+                index_spec=spec,
                 index_file=name,
-                vector_count=len(self._index),
+                vector_count=count,
                 store_generation=generation,
                 written_at=utc_now(),
             )
             write_manifest(self.index_directory, manifest)
             self._manifest = manifest
-            self.file_vector_count = len(self._index)
-            self._dirty = False
+            self.file_vector_count = count
             self._last_save = time.monotonic()
-        for old in self.index_directory.glob("vectors-*.faiss"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+            for old in self.index_directory.glob("vectors-*.faiss"):
+                if old.name != name:
+                    old.unlink(missing_ok=True)
 
     def flush(self) -> None:
         if self._dirty:
@@ -323,10 +339,17 @@ class Catalog:
         collection is left as it is ("unchanged"); one whose source name exists with other
         bytes replaces the old version ("replaced").
         """
+        with self._writer_lock:
+            return self._commit(documents, vectors)
+
+    def _commit(
+        self, documents: Sequence[NewDocument], vectors: dict[bytes, np.ndarray]
+    ) -> list[CommitResult]:
         results: list[CommitResult] = []
         removed: list[int] = []
         added: list[int] = []
         with self.store.write() as conn:
+            generation = self.store.generation(conn)
             Store.insert_embeddings(conn, self.model_id, vectors)
             for document in documents:
                 collection_id = Store.ensure_collection(conn, document.collection)
@@ -407,10 +430,12 @@ class Catalog:
             new_vectors = list(
                 self.store.vectors_for_chunks(self.model_id, added, self.dimension, conn=conn)
             )
-        self._apply(np.asarray(removed, dtype=np.int64), new_vectors)
+        self._apply(np.asarray(removed, dtype=np.int64), new_vectors, generation)
         return results
 
-    def _apply(self, removed: np.ndarray, added: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def _apply(
+        self, removed: np.ndarray, added: list[tuple[np.ndarray, np.ndarray]], generation: int
+    ) -> None:
         with self._index_lock:
             if len(removed):
                 if self._index.supports_remove:
@@ -420,15 +445,20 @@ class Catalog:
                     added = []
             for ids, vectors in added:
                 self._index.add(ids, vectors)
+            self._index_generation = max(self._index_generation, generation)
             self._dirty = True
         self._maybe_save()
 
     def store_embeddings(self, model_id: str, vectors: dict[bytes, np.ndarray]) -> None:
-        with self.store.write() as conn:
+        with self._writer_lock, self.store.write() as conn:
             Store.insert_embeddings(conn, model_id, vectors)
 
     def delete_document(self, document_id: int, collection: str | None = None) -> None:
         """Delete a document, its chunks and their vectors. Raises `NotFound` subclasses."""
+        with self._writer_lock:
+            self._delete_document(document_id, collection)
+
+    def _delete_document(self, document_id: int, collection: str | None) -> None:
         with self.store.write() as conn:
             if collection is not None:
                 collection_id = self.store.collection_id(collection, conn)
@@ -447,7 +477,8 @@ class Catalog:
                 for r in conn.execute("SELECT id FROM chunks WHERE document_id = ?", (document_id,))
             ]
             conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
-        self._apply(np.asarray(removed, dtype=np.int64), [])
+            generation = self.store.generation(conn)
+        self._apply(np.asarray(removed, dtype=np.int64), [], generation)
 
     def rebuild(
         self,
@@ -461,9 +492,16 @@ class Catalog:
         With `model_id`, the store's model becomes that model (its embeddings must already be
         stored, see `store_embeddings`).
         """
+        with self._writer_lock:
+            self._rebuild(index_type, model_id, dimension)
+
+    def _rebuild(
+        self, index_type: IndexType | None, model_id: str | None, dimension: int | None
+    ) -> None:
         index_type = index_type or self._index.index_type
         new_model = model_id or self.model_id
         new_dimension = dimension or self.dimension
+        generation = self.store.generation()  # read before building: the stamp may only be older
         index = self._build_from_store(index_type, new_model, new_dimension)
         if new_model != self.model_id or new_dimension != self.dimension:
             with self.store.write() as conn:
@@ -471,11 +509,12 @@ class Catalog:
                 Store.set_meta(conn, "dimension", str(new_dimension))
         with self._index_lock:
             self._index = index
+            self._index_generation = generation
             self.model_id = new_model
             self.dimension = new_dimension
             self._requested_type = index_type
             self._dirty = True
-            self.save()
+        self.save()
 
     # -- reads -------------------------------------------------------------------------------
 

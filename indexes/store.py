@@ -78,6 +78,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (model_id, text_hash)
     ) WITHOUT ROWID;
     """,
+    # 2: ingestion jobs. The uploaded bytes stay in `payload` until the job ends, so a job
+    # acknowledged to a client survives a crash and is resumed on restart.
+    """
+    CREATE TABLE jobs (
+        id            TEXT PRIMARY KEY,
+        collection    TEXT NOT NULL,
+        file_name     TEXT NOT NULL,
+        metadata      TEXT NOT NULL DEFAULT '{}',
+        payload       BLOB,
+        byte_size     INTEGER NOT NULL,
+        state         TEXT NOT NULL,
+        pages         INTEGER,
+        chunks_total  INTEGER,
+        chunks_done   INTEGER NOT NULL DEFAULT 0,
+        document_id   INTEGER,
+        outcome       TEXT,
+        error         TEXT,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        created_at    TEXT NOT NULL,
+        started_at    TEXT,
+        finished_at   TEXT
+    );
+    CREATE INDEX jobs_pending ON jobs(state, created_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_COLLECTION = "default"
@@ -215,19 +239,24 @@ class Store:
             self._writer = None
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; commits and advances the generation, or rolls back."""
+    def write(self, *, bump_generation: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; commits (advancing the generation), or rolls back.
+
+        Writes that do not touch documents or chunks (job bookkeeping) pass
+        `bump_generation=False`, so the vector index is not thought stale because of them.
+        """
         if self._writer is None:
             raise RuntimeError("store opened read-only")
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if bump_generation:
+                    conn.execute(
+                        "INSERT INTO meta(key, value) VALUES ('generation', '1') "
+                        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                    )
                 yield conn
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('generation', '1') "
-                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -269,9 +298,14 @@ class Store:
             (key, value),
         )
 
-    def generation(self) -> int:
-        value = self.meta("generation")
-        return int(value) if value is not None else 0
+    def generation(self, conn: sqlite3.Connection | None = None) -> int:
+        """The store's generation; with a writer's `conn`, the one its transaction commits."""
+        row = (
+            (conn or self.reader())
+            .execute("SELECT value FROM meta WHERE key = 'generation'")
+            .fetchone()
+        )
+        return int(row[0]) if row is not None else 0
 
     # -- collections and documents -----------------------------------------------------------
 

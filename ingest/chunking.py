@@ -177,3 +177,12 @@ def _split(text: str, start: int, end: int, separator: re.Pattern[str]) -> list[
         if a < b:
             trimmed.append((a, b))
     return trimmed
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of `text` (paragraph and line breaks end them too)."""
+    spans: list[tuple[int, int]] = []
+    for paragraph_start, paragraph_end in _split(text, 0, len(text), _PARAGRAPH):
+        for start, end in _split(text, paragraph_start, paragraph_end, _SENTENCE):
+            spans.extend(_split(text, start, end, _LINE))
+    return spans

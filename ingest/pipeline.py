@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 import numpy as np
@@ -35,9 +35,13 @@ from ingest.sources import Source
 Status = Literal["added", "replaced", "unchanged", "failed"]
 
 
+Stage = Literal["extracting", "embedding"]
+
+
 class DocumentOutcome(msgspec.Struct, frozen=True):
     name: str
     status: Status
+    key: str = ""
     document_id: int | None = None
     chunks: int = 0
     reason: str | None = None
@@ -60,7 +64,13 @@ class IngestReport(msgspec.Struct):
         return sum(o.chunks for o in self.outcomes)
 
 
-class _Pool(msgspec.Struct):
+class _Prepared(NamedTuple):
+    key: str
+    document: NewDocument
+
+
+class _Pool(NamedTuple):
+    keys: list[str]
     documents: list[NewDocument]
     vectors: dict[bytes, np.ndarray]
 
@@ -95,8 +105,14 @@ class IngestPipeline:
         collection: str,
         metadata: dict[str, Any] | None = None,
         on_document: Callable[[DocumentOutcome], None] | None = None,
+        on_stage: Callable[[str, Stage, int | None, int | None], None] | None = None,
     ) -> IngestReport:
-        """Ingest every source into `collection`; returns one outcome per source."""
+        """Ingest every source into `collection`; returns one outcome per source.
+
+        `on_document` is called from the writer thread once a document is stored, skipped or
+        failed; `on_stage(key, stage, pages, chunks)` from the preparation thread when a source
+        starts extracting and when its chunks go to embedding.
+        """
         started = time.perf_counter()
         prepared: queue.Queue[Any] = queue.Queue(maxsize=256)
         pools: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -117,7 +133,7 @@ class IngestPipeline:
                 for source in sources:
                     if stop.is_set():
                         break
-                    prepared.put(self._prepare(source, collection, metadata or {}))
+                    prepared.put(self._prepare(source, collection, metadata or {}, on_stage))
             except BaseException as error:
                 failure.append(error)
                 stop.set()
@@ -135,12 +151,14 @@ class IngestPipeline:
                     if isinstance(item, DocumentOutcome):
                         report(item)
                         continue
+                    assert isinstance(item, _Pool)
                     results = self.catalog.commit(item.documents, item.vectors)
-                    for result in results:
+                    for key, result in zip(item.keys, results, strict=True):
                         report(
                             DocumentOutcome(
                                 result.source_name,
                                 result.action,
+                                key,
                                 result.document_id,
                                 result.chunk_count,
                             )
@@ -152,8 +170,9 @@ class IngestPipeline:
                     failure.append(error)
                     stop.set()
 
-        def embed_pool(documents: list[NewDocument]) -> None:
+        def embed_pool(pending: list[_Prepared]) -> None:
             nonlocal embedded
+            documents = [p.document for p in pending]
             texts: dict[bytes, str] = {}
             for document in documents:
                 for chunk in document.chunks:
@@ -170,14 +189,14 @@ class IngestPipeline:
                     in_flight.update(fresh)
                 vectors.update(fresh)
                 embedded += len(todo)
-            pools.put(_Pool(documents, vectors))
+            pools.put(_Pool([p.key for p in pending], documents, vectors))
 
         preparer = threading.Thread(target=prepare, name="ingest-prepare", daemon=True)
         writer = threading.Thread(target=write, name="ingest-writer", daemon=True)
         preparer.start()
         writer.start()
         try:
-            pending: list[NewDocument] = []
+            pending: list[_Prepared] = []
             pending_chunks = 0
             while not stop.is_set():
                 try:
@@ -194,7 +213,7 @@ class IngestPipeline:
                     pools.put(item)
                     continue
                 pending.append(item)
-                pending_chunks += len(item.chunks)
+                pending_chunks += len(item.document.chunks)
                 if pending_chunks >= self.pool_chunks:
                     embed_pool(pending)
                     pending, pending_chunks = [], 0
@@ -215,33 +234,45 @@ class IngestPipeline:
         return IngestReport(outcomes, embedded, time.perf_counter() - started)
 
     def _prepare(
-        self, source: Source, collection: str, metadata: dict[str, Any]
-    ) -> NewDocument | DocumentOutcome:
+        self,
+        source: Source,
+        collection: str,
+        metadata: dict[str, Any],
+        on_stage: Callable[[str, Stage, int | None, int | None], None] | None,
+    ) -> _Prepared | DocumentOutcome:
         try:
+            if on_stage is not None:
+                on_stage(source.key, "extracting", None, None)
             loaded = source.load()
             sha256 = hashlib.sha256(loaded.data).hexdigest()
             existing = self.catalog.store.find_by_sha256(collection, sha256)
             if existing is not None:
-                return DocumentOutcome(source.name, "unchanged", existing)
+                return DocumentOutcome(source.name, "unchanged", source.key, existing)
             extracted = loaded.extracted or extract(loaded.data, source.name)
             chunks = self.chunker.chunk(extracted)
             if not chunks:
                 raise EmptyDocument("no text to index")
         except IngestError as error:
-            return DocumentOutcome(source.name, "failed", reason=str(error))
+            return DocumentOutcome(source.name, "failed", source.key, reason=str(error))
         except OSError as error:
-            return DocumentOutcome(source.name, "failed", reason=f"cannot read: {error.strerror}")
-        return NewDocument(
-            collection=collection,
-            source_name=source.name,
-            external_id=loaded.external_id,
-            media_type=extracted.media_type,
-            sha256=sha256,
-            byte_size=len(loaded.data),
-            char_count=len(extracted.text),
-            page_count=extracted.page_count,
-            metadata={**metadata, **loaded.metadata},
-            chunks=chunks,
+            reason = f"cannot read: {error.strerror}"
+            return DocumentOutcome(source.name, "failed", source.key, reason=reason)
+        if on_stage is not None:
+            on_stage(source.key, "embedding", extracted.page_count, len(chunks))
+        return _Prepared(
+            source.key,
+            NewDocument(
+                collection=collection,
+                source_name=source.name,
+                external_id=loaded.external_id,
+                media_type=extracted.media_type,
+                sha256=sha256,
+                byte_size=len(loaded.data),
+                char_count=len(extracted.text),
+                page_count=extracted.page_count,
+                metadata={**metadata, **loaded.metadata},
+                chunks=chunks,
+            ),
         )
 
 

@@ -27,6 +27,9 @@ class Loaded(NamedTuple):
 
 class Source(Protocol):
     name: str
+    """How the document is named in the store and in reports (may be refined by `load`)."""
+    key: str
+    """Identifies this source in outcomes and stage reports; never changes."""
 
     def load(self) -> Loaded:
         """Read the document; raise an `IngestError` subclass when it cannot be."""
@@ -37,6 +40,7 @@ class FileSource:
     def __init__(self, path: Path, name: str) -> None:
         self.path = path
         self.name = name
+        self.key = str(path)
 
     def load(self) -> Loaded:
         return Loaded(self.path.read_bytes(), None, {}, None)
@@ -47,7 +51,7 @@ class RecordSource:
 
     def __init__(self, line: str, line_number: int) -> None:
         self.line = line
-        self.name = f"line {line_number}"
+        self.name = self.key = f"line {line_number}"
 
     def load(self) -> Loaded:
         try:

@@ -1,4 +1,4 @@
-"""The `ragsvc` command line: ingest, search, rebuild, stats, delete.
+"""The `ragsvc` command line: ingest, search, rebuild, stats, delete, serve.
 
 Exit codes: 0 success; 1 the command ran but some documents failed; 2 the request was refused
 (bad arguments or settings, a missing path, an unknown collection or document, a busy or
@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="documents, chunks, vectors, index and model")
     stats.add_argument("--json", action="store_true", help="print JSON")
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Serve the HTTP API (OpenAPI at /schema) under uvicorn.",
+    )
+    serve.add_argument("--host", help="bind address (setting host, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (setting port, default 8000)")
+
     delete = commands.add_parser("delete", help="delete a document, its chunks and vectors")
     delete.add_argument("document_id", type=int, metavar="DOC_ID")
     delete.add_argument("--collection", help="refuse unless the document is in this collection")
@@ -97,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.config, overrides={"data_dir": args.data_dir})
+        overrides = {
+            "data_dir": args.data_dir,
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+        }
+        settings = load_settings(args.config, overrides=overrides)
         _configure_logging(settings)
         handler = {
             "ingest": cmd_ingest,
@@ -105,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rebuild": cmd_rebuild,
             "stats": cmd_stats,
             "delete": cmd_delete,
+            "serve": cmd_serve,
         }[args.command]
         return handler(settings, args)
     except (CommandError, SettingsError, IndexesError, EmbedderUnavailable, InputNotFound) as e:
@@ -315,6 +329,25 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
                 [[c.name, str(c.documents), str(c.chunks)] for c in stats.collections],
             )
         )
+    return EXIT_OK
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ragsvc.app import create_app
+
+    # Load the model and open the store before binding, so a bad configuration fails here.
+    embedder = make_embedder(settings)
+    app = create_app(settings, embedder=embedder)
+    print(f"serving on http://{settings.host}:{settings.port} (data in {settings.data_path})")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
     return EXIT_OK
 
 

@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 import msgspec
 from msgspec import Meta
@@ -37,6 +37,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     index_save_interval: Annotated[float, Meta(ge=0)] = 30.0
     default_collection: Annotated[str, Meta(min_length=1, max_length=200)] = "default"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    max_file_bytes: Annotated[int, Meta(ge=1)] = 50_000_000
+    max_request_bytes: Annotated[int, Meta(ge=1)] = 200_000_000
+    allowed_types: tuple[str, ...] = (
+        "application/pdf",
+        "text/plain",
+        "text/markdown",
+        "text/html",
+    )
+    upload_wait_timeout: Annotated[float, Meta(gt=0)] = 300.0
+    answer_backend: Literal["extractive"] = "extractive"
+    answer_min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.5
 
     @property
     def data_path(self) -> Path:
@@ -77,6 +90,21 @@ SETTINGS_HELP: dict[str, str] = {
     ),
     "default_collection": "Collection used when a command or request names none.",
     "log_level": "Logging level: `debug`, `info`, `warning` or `error`.",
+    "host": "Address `ragsvc serve` binds to; loopback by default. Use `0.0.0.0` to expose it.",
+    "port": "Port `ragsvc serve` listens on.",
+    "max_file_bytes": "Largest uploaded file, in bytes (larger ones get 413).",
+    "max_request_bytes": "Largest upload request, all files together, in bytes (413).",
+    "allowed_types": (
+        "Media types accepted for upload, decided by content sniffing (others get 415). In the "
+        "environment: a comma-separated list."
+    ),
+    "upload_wait_timeout": (
+        "Seconds `POST /documents?wait=true` waits for its jobs before answering 202 anyway."
+    ),
+    "answer_backend": "Answering backend for `/query`: `extractive` (offline, no LLM).",
+    "answer_min_confidence": (
+        "Confidence below which `/query` answers `answerable: false` (not found in the documents)."
+    ),
 }
 
 
@@ -100,7 +128,11 @@ def load_settings(
     for field in msgspec.structs.fields(Settings):
         variable = ENV_PREFIX + field.name.upper()
         if variable in environ:
-            values[field.name] = environ[variable]
+            raw = environ[variable]
+            if get_origin(field.type) is tuple:
+                values[field.name] = [item.strip() for item in raw.split(",") if item.strip()]
+            else:
+                values[field.name] = raw
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)
@@ -116,3 +148,21 @@ def _describe(error: msgspec.ValidationError) -> str:
         field = where.rstrip("`")
         return f"{field} (env {ENV_PREFIX}{field.upper()}): {text}"
     return message
+
+
+def format_default(value: object) -> str:
+    """A default as the README shows it (lists comma-separated)."""
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def settings_table() -> str:
+    """The README's settings table, in Markdown."""
+    lines = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    for field in msgspec.structs.fields(Settings):
+        lines.append(
+            f"| `{field.name}` | `{ENV_PREFIX}{field.name.upper()}` | "
+            f"`{format_default(field.default)}` | {SETTINGS_HELP[field.name]} |"
+        )
+    return "\n".join(lines)

@@ -8,7 +8,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ragsvc.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
+from ragsvc.settings import (
+    SETTINGS_HELP,
+    Settings,
+    SettingsError,
+    format_default,
+    load_settings,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -82,6 +88,6 @@ def test_readme_documents_every_setting_with_its_default() -> None:
     for field in msgspec.structs.fields(Settings):
         assert field.name in rows, f"setting {field.name!r} is missing from the README table"
         assert f"`RAGSVC_{field.name.upper()}`" in rows[field.name]
-        assert f"`{field.default}`" in rows[field.name], (
+        assert f"`{format_default(field.default)}`" in rows[field.name], (
             f"README default for {field.name!r} differs from {field.default!r}"
         )

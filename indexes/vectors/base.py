@@ -3,7 +3,6 @@ and a higher score is a better match (inner product, i.e. cosine similarity)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -40,6 +39,6 @@ class VectorIndex(Protocol):
         """Scores and ids, each shaped (n_queries, k); missing results have id -1."""
         ...
 
-    def save(self, path: Path) -> None:
-        """Write to `path` and fsync it (the caller renames it into place)."""
+    def serialize(self) -> bytes:
+        """The index as bytes, in the format `load` reads from a file."""
         ...

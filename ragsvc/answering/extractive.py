@@ -1,0 +1,88 @@
+"""The offline answerer: quotes the retrieved sentences that best answer the question.
+
+Every sentence of the retrieved passages is scored by the cosine similarity of its embedding
+to the question's, plus a share for the question's content words it contains. The best
+sentence (and a second one that scores nearly as well) is the answer, cited as [n].
+
+Confidence is a logistic function of the evidence: the best passage's retrieval score and the
+best sentence's score. Below `min_confidence` the answer is "not found in the documents".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from ingest import Embedder
+from ingest.chunking import sentence_spans
+from ragsvc.answering.base import NOT_FOUND, Answer, Passage
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORD_TEXT = """
+a an and are as at be by did do does for from had has have how in is it its of on or that the
+their there these this those to was were what when where which who whom whose why will with
+would can could should may might into about than then them they he she his her we you your our
+i me my not no yes
+"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+LEXICAL_WEIGHT = 0.3
+SECOND_SENTENCE_MARGIN = 0.03
+# Logistic calibration of confidence: 0.5 where the evidence score equals the midpoint.
+CONFIDENCE_MIDPOINT = 0.40
+CONFIDENCE_STEEPNESS = 12.0
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
+
+
+class ExtractiveBackend:
+    name = "extractive"
+
+    def __init__(self, embedder: Embedder, *, min_confidence: float = 0.5) -> None:
+        self.embedder = embedder
+        self.min_confidence = min_confidence
+
+    def answer(self, question: str, passages: list[Passage]) -> Answer:
+        candidates = [
+            (passage, passage.text[start:end])
+            for passage in passages
+            for start, end in sentence_spans(passage.text)
+        ]
+        if not candidates:
+            return Answer(NOT_FOUND, [], 0.0, False, self.name)
+        question_vector = self.embedder.embed_query(question)
+        vectors = self.embedder.embed_documents([sentence for _, sentence in candidates])
+        similarity = vectors @ question_vector
+        wanted = content_words(question)
+        lexical = np.array(
+            [
+                len(wanted & content_words(sentence)) / len(wanted) if wanted else 0.0
+                for _, sentence in candidates
+            ]
+        )
+        scores = (1 - LEXICAL_WEIGHT) * similarity + LEXICAL_WEIGHT * lexical
+        order = np.argsort(-scores)
+        best = int(order[0])
+        chosen = [best]
+        if len(order) > 1:
+            runner_up = int(order[1])
+            if scores[best] - scores[runner_up] <= SECOND_SENTENCE_MARGIN:
+                chosen.append(runner_up)
+        evidence = 0.5 * max(p.score for p in passages) + 0.5 * float(scores[best])
+        confidence = 1.0 / (
+            1.0 + math.exp(-CONFIDENCE_STEEPNESS * (evidence - CONFIDENCE_MIDPOINT))
+        )
+        confidence = round(confidence, 4)
+        if confidence < self.min_confidence:
+            return Answer(NOT_FOUND, [], confidence, False, self.name)
+        parts = []
+        citations: list[int] = []
+        for index in chosen:
+            passage, sentence = candidates[index]
+            parts.append(f"{sentence.strip()} [{passage.number}]")
+            if passage.number not in citations:
+                citations.append(passage.number)
+        return Answer(" ".join(parts), citations, confidence, True, self.name)

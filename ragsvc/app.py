@@ -1,0 +1,377 @@
+"""The HTTP service: `create_app(settings, ...)` builds the Litestar application.
+
+Parts (embedder, answerer) can be passed in, so tests build the app with real or fake parts
+without patching; whatever is not passed is built from the settings. The catalog and the job
+runner open in the lifespan and live on `app.state.services`. Handlers that touch the model,
+SQLite or FAISS are synchronous and run in Litestar's thread pool, so the event loop never
+blocks; all writes go through the job runner (uploads) or the catalog's writer (deletes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Annotated, Any
+
+import anyio
+import msgspec
+from litestar import Litestar, Response, delete, get, post
+from litestar.datastructures import State, UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.openapi import OpenAPIConfig
+from litestar.params import Body, Parameter
+
+from indexes import Catalog, ChunkRow, DocumentRow
+from indexes.jobs import Job, JobStore, NewJob
+from ingest import Chunker, Embedder, EmptyDocument, IngestPipeline, UnsupportedType
+from ingest.extract import sniff
+from ragsvc import __version__
+from ragsvc.answering import ExtractiveBackend, LLMBackend, Passage
+from ragsvc.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, handle_exception
+from ragsvc.jobs import JobRunner
+from ragsvc.schemas import (
+    ChunkList,
+    DocumentList,
+    Health,
+    JobList,
+    QueryRequest,
+    QueryResponse,
+    Ready,
+    SearchRequest,
+    SearchResponse,
+    Source,
+    Timings,
+)
+from ragsvc.settings import Settings
+
+TERMINAL_STATES = ("ready", "failed")
+SNIPPET_CHARS = 300
+
+
+@dataclass
+class UploadForm:
+    """Multipart form of `POST /documents`."""
+
+    files: list[UploadFile] = field(default_factory=list)
+    collection: str | None = None
+    metadata: str | None = None
+    """A JSON object stored with every uploaded document."""
+
+
+class Services:
+    """Everything the handlers use, opened in the lifespan."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, answerer: LLMBackend | None) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.catalog = Catalog.open(
+            settings.data_path,
+            model_id=embedder.model_id,
+            dimension=embedder.dimension,
+            index_type=settings.index_type,
+            save_interval=settings.index_save_interval,
+        )
+        self.jobs = JobStore(self.catalog.store)
+        chunker = Chunker(
+            embedder,
+            max_tokens=settings.chunk_max_tokens or None,
+            overlap=settings.chunk_overlap_tokens,
+        )
+        pipeline = IngestPipeline(
+            self.catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks
+        )
+        self.runner = JobRunner(self.jobs, pipeline)
+        self.answerer = answerer or ExtractiveBackend(
+            embedder, min_confidence=settings.answer_min_confidence
+        )
+        self.runner.start()
+
+    def close(self) -> None:
+        self.runner.stop()
+        self.catalog.close()
+
+
+def _services(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+# -- documents and jobs --------------------------------------------------------------------
+
+
+@post("/documents", status_code=202, summary="Upload documents; one ingestion job per file")
+async def upload_documents(
+    state: State,
+    data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    wait: Annotated[
+        bool, Parameter(description="Wait for the jobs to finish (up to upload_wait_timeout)")
+    ] = False,
+) -> Response[JobList]:
+    services = _services(state)
+    settings = services.settings
+    files = data.files if isinstance(data.files, list) else [data.files]
+    if not files:
+        raise BadRequest("no files in the upload (send them as multipart field 'files')")
+    collection = (data.collection or settings.default_collection).strip()
+    if not collection or len(collection) > 200:
+        raise BadRequest("collection must be 1 to 200 characters")
+    metadata = _parse_metadata(data.metadata)
+    new_jobs = []
+    for upload in files:
+        content = await upload.read()
+        name = _safe_name(upload.filename)
+        if len(content) > settings.max_file_bytes:
+            raise PayloadTooLarge(
+                f"{name} is {len(content)} bytes; the limit is {settings.max_file_bytes}"
+            )
+        try:
+            media_type = sniff(content, name)
+        except EmptyDocument as error:
+            raise BadRequest(f"{name}: {error}") from None
+        except UnsupportedType as error:
+            raise UnsupportedMediaType(f"{name}: {error}") from None
+        except Exception:
+            media_type = "application/pdf"  # a damaged PDF: its job fails with the reason
+        if media_type not in settings.allowed_types:
+            allowed = ", ".join(settings.allowed_types)
+            raise UnsupportedMediaType(f"{name}: {media_type} is not accepted (allowed: {allowed})")
+        new_jobs.append(NewJob(collection, name, content, metadata))
+    jobs = await anyio.to_thread.run_sync(services.jobs.create, new_jobs)
+    services.runner.notify()
+    status = 202
+    if wait:
+        jobs = await _wait_for(services, jobs)
+        status = 200 if all(j.state in TERMINAL_STATES for j in jobs) else 202
+    return Response(JobList(jobs), status_code=status)
+
+
+async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
+    deadline = time.monotonic() + services.settings.upload_wait_timeout
+    while True:
+        current = [services.jobs.get(j.id) for j in jobs]
+        if all(j.state in TERMINAL_STATES for j in current) or time.monotonic() > deadline:
+            return current
+        await asyncio.sleep(0.1)
+
+
+@get("/jobs/{job_id:str}", summary="An ingestion job: state, progress, error", sync_to_thread=True)
+def get_job(state: State, job_id: str) -> Job:
+    return _services(state).jobs.get(job_id)
+
+
+@get(
+    "/documents", summary="Documents, paginated, optionally in one collection", sync_to_thread=True
+)
+def list_documents(
+    state: State,
+    collection: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> DocumentList:
+    rows = _services(state).catalog.store.documents(collection, limit=limit + 1, offset=offset)
+    next_offset = offset + limit if len(rows) > limit else None
+    return DocumentList(rows[:limit], limit, offset, next_offset)
+
+
+@get("/documents/{document_id:int}", summary="One document's metadata", sync_to_thread=True)
+def get_document(state: State, document_id: int) -> DocumentRow:
+    return _services(state).catalog.store.document(document_id)
+
+
+@get(
+    "/documents/{document_id:int}/chunks",
+    summary="A document's chunks with pages and offsets",
+    sync_to_thread=True,
+)
+def get_document_chunks(state: State, document_id: int) -> ChunkList:
+    store = _services(state).catalog.store
+    store.document(document_id)  # 404 for an unknown document
+    chunks: list[ChunkRow] = store.document_chunks(document_id)
+    return ChunkList(document_id, chunks)
+
+
+@delete(
+    "/documents/{document_id:int}",
+    summary="Delete a document, its chunks and vectors",
+    sync_to_thread=True,
+)
+def delete_document(state: State, document_id: int) -> None:
+    _services(state).catalog.delete_document(document_id)
+
+
+# -- search and query ----------------------------------------------------------------------
+
+
+@post("/search", status_code=200, summary="Top-k chunks for a query", sync_to_thread=True)
+def search(state: State, data: SearchRequest) -> SearchResponse:
+    services = _services(state)
+    if not data.query.strip():
+        raise BadRequest("query is empty")
+    started = time.perf_counter()
+    if data.collection is not None:
+        services.catalog.require_collection(data.collection)
+    vector = services.embedder.embed_query(data.query)
+    embedded = time.perf_counter()
+    hits = services.catalog.search(vector, data.k, data.collection)
+    done = time.perf_counter()
+    timings = Timings(
+        embed_ms=_ms(embedded - started),
+        search_ms=_ms(done - embedded),
+        total_ms=_ms(done - started),
+    )
+    return SearchResponse(hits, timings)
+
+
+@post(
+    "/query",
+    status_code=200,
+    summary="Answer a question from the documents, with sources",
+    sync_to_thread=True,
+)
+def query(state: State, data: QueryRequest) -> QueryResponse:
+    services = _services(state)
+    if not data.question.strip():
+        raise BadRequest("question is empty")
+    started = time.perf_counter()
+    if data.collection is not None:
+        services.catalog.require_collection(data.collection)
+    vector = services.embedder.embed_query(data.question)
+    embedded = time.perf_counter()
+    hits = services.catalog.search(vector, data.k, data.collection)
+    searched = time.perf_counter()
+    passages = [
+        Passage(
+            number=i,
+            chunk_id=h.chunk_id,
+            document_id=h.document_id,
+            source_name=h.source_name,
+            text=h.text,
+            score=h.score,
+            page_start=h.page_start,
+            page_end=h.page_end,
+            char_start=h.char_start,
+            char_end=h.char_end,
+        )
+        for i, h in enumerate(hits, start=1)
+    ]
+    answer = services.answerer.answer(data.question, passages)
+    done = time.perf_counter()
+    sources = [
+        Source(
+            number=p.number,
+            document_id=p.document_id,
+            source_name=p.source_name,
+            page_start=p.page_start,
+            page_end=p.page_end,
+            char_start=p.char_start,
+            char_end=p.char_end,
+            snippet=p.text[:SNIPPET_CHARS],
+            score=round(p.score, 4),
+            cited=p.number in answer.citations,
+        )
+        for p in passages
+    ]
+    timings = Timings(
+        embed_ms=_ms(embedded - started),
+        search_ms=_ms(searched - embedded),
+        answer_ms=_ms(done - searched),
+        total_ms=_ms(done - started),
+    )
+    return QueryResponse(
+        answer.text, answer.answerable, answer.confidence, answer.backend, sources, timings
+    )
+
+
+# -- health --------------------------------------------------------------------------------
+
+
+@get("/health", summary="The process is up")
+async def health() -> Health:
+    return Health("ok")
+
+
+@get("/ready", summary="Store open, index loaded: counts and model", sync_to_thread=True)
+def ready(state: State) -> Ready:
+    services = _services(state)
+    stats = services.catalog.stats()
+    return Ready(
+        status="ready",
+        documents=stats.documents,
+        chunks=stats.chunks,
+        vectors=stats.vectors_in_memory,
+        model=services.embedder.model_id,
+        index=stats.index_spec,
+        jobs=services.jobs.counts(),
+    )
+
+
+# -- the application -----------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    answerer: LLMBackend | None = None,
+) -> Litestar:
+    """The application; parts not given are built from `settings` when it starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        def open_services() -> Services:
+            from ragsvc.cli import make_embedder
+
+            return Services(settings, embedder or make_embedder(settings), answerer)
+
+        services = await anyio.to_thread.run_sync(open_services)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(services.close)
+
+    return Litestar(
+        route_handlers=[
+            upload_documents,
+            get_job,
+            list_documents,
+            get_document,
+            get_document_chunks,
+            delete_document,
+            search,
+            query,
+            health,
+            ready,
+        ],
+        lifespan=[lifespan],
+        exception_handlers={Exception: handle_exception},
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=OpenAPIConfig(title="ragsvc", version=__version__, path="/schema"),
+    )
+
+
+def _parse_metadata(raw: str | None) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as error:
+        raise BadRequest(f"metadata is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("metadata must be a JSON object")
+    return value
+
+
+def _safe_name(filename: str | None) -> str:
+    """The client's file name as metadata: its last path part, printable, at most 255 chars."""
+    name = PurePath((filename or "").replace("\\", "/")).name
+    name = "".join(c for c in name if c.isprintable()).strip()
+    return name[:255] or "upload"
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)

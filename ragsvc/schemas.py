@@ -1,0 +1,101 @@
+"""Request and response bodies of the HTTP API, as msgspec structs.
+
+Requests refuse unknown fields and carry their limits (`Meta`), so a bad body is a 400 that
+names the field. Store rows (`DocumentRow`, `ChunkRow`, `SearchHit`) are returned as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from indexes import ChunkRow, DocumentRow, SearchHit
+from indexes.jobs import Job
+
+Question = Annotated[str, Meta(min_length=1, max_length=10_000)]
+TopK = Annotated[int, Meta(ge=1, le=100)]
+CollectionName = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class RequestBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class SearchRequest(RequestBody):
+    query: Question
+    k: TopK = 5
+    collection: CollectionName | None = None
+
+
+class QueryRequest(RequestBody):
+    question: Question
+    k: TopK = 5
+    collection: CollectionName | None = None
+
+
+class Timings(msgspec.Struct, frozen=True):
+    """Milliseconds per stage."""
+
+    embed_ms: float
+    search_ms: float
+    answer_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class SearchResponse(msgspec.Struct, frozen=True):
+    results: list[SearchHit]
+    timings: Timings
+
+
+class Source(msgspec.Struct, frozen=True):
+    number: int
+    document_id: int
+    source_name: str
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    snippet: str
+    score: float
+    cited: bool
+
+
+class QueryResponse(msgspec.Struct, frozen=True):
+    answer: str
+    answerable: bool
+    confidence: float
+    backend: str
+    sources: list[Source]
+    timings: Timings
+
+
+class JobList(msgspec.Struct, frozen=True):
+    jobs: list[Job]
+
+
+class DocumentList(msgspec.Struct, frozen=True):
+    documents: list[DocumentRow]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class ChunkList(msgspec.Struct, frozen=True):
+    document_id: int
+    chunks: list[ChunkRow]
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+
+
+class Ready(msgspec.Struct, frozen=True):
+    status: str
+    documents: int
+    chunks: int
+    vectors: int
+    model: str
+    index: str
+    jobs: dict[str, int]
