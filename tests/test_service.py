@@ -1,0 +1,181 @@
+"""The HTTP API in-process (Litestar's TestClient, real store, index and model): routes,
+the error shape, and every kind of bad input, each a 4xx that stores nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from ingest import Embedder
+from ragsvc.app import create_app
+from ragsvc.settings import Settings
+from tests.conftest import dataset
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "instance"}
+ROUTES = {
+    ("post", "/documents"),
+    ("get", "/jobs/{job_id}"),
+    ("get", "/documents"),
+    ("get", "/documents/{document_id}"),
+    ("get", "/documents/{document_id}/chunks"),
+    ("delete", "/documents/{document_id}"),
+    ("post", "/search"),
+    ("post", "/query"),
+    ("get", "/health"),
+    ("get", "/ready"),
+}
+NOTES = (
+    b"# Field notes\n\nThe lighthouse keeper logs the weather every morning at six.\n\n"
+    b"Storm warnings are raised with a red flag on the east tower.\n"
+)
+
+
+@pytest.fixture
+def client(tmp_path: Path, embedder: Embedder) -> Iterator[TestClient[Any]]:
+    settings = Settings(data_dir=str(tmp_path / "data"), max_file_bytes=200_000)
+    with TestClient(create_app(settings, embedder=embedder)) as test_client:
+        yield test_client
+
+
+def _upload(client: TestClient[Any], *files: tuple[str, bytes], **form: str) -> Any:
+    return client.post(
+        "/documents?wait=true",
+        files=[("files", (name, content)) for name, content in files],
+        data=form,
+    )
+
+
+def _nothing_stored(client: TestClient[Any]) -> None:
+    ready = client.get("/ready").json()
+    assert ready["documents"] == 0 and ready["jobs"] == {}
+
+
+def _assert_problem(response: Any, status: int, needle: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert set(body) == PROBLEM_KEYS
+    assert body["status"] == status
+    assert needle in body["detail"], body["detail"]
+
+
+def test_every_route_is_in_the_schema(client: TestClient[Any]) -> None:
+    schema = client.get("/schema/openapi.json").json()
+    listed = {(method, path) for path, item in schema["paths"].items() for method in item}
+    assert listed >= ROUTES
+    upload = schema["paths"]["/documents"]["post"]
+    assert "multipart/form-data" in upload["requestBody"]["content"]
+
+
+def test_error_shape_is_pinned(client: TestClient[Any]) -> None:
+    response = client.get("/documents/12345")
+    _assert_problem(response, 404, "document 12345 does not exist")
+    assert response.json() == {
+        "type": "about:blank#not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "document 12345 does not exist",
+        "instance": "/documents/12345",
+    }
+
+
+def test_upload_search_query_delete(client: TestClient[Any]) -> None:
+    response = _upload(client, ("notes.md", NOTES), collection="field", metadata='{"team": "a"}')
+    assert response.status_code == 200, response.text
+    (job,) = response.json()["jobs"]
+    assert job["state"] == "ready" and job["document_id"] and job["chunks_done"] >= 1
+    assert client.get(f"/jobs/{job['id']}").json()["state"] == "ready"
+    document = client.get(f"/documents/{job['document_id']}").json()
+    assert document["media_type"] == "text/markdown" and document["metadata"] == {"team": "a"}
+    chunks = client.get(f"/documents/{job['document_id']}/chunks").json()["chunks"]
+    assert chunks and chunks[0]["text"].startswith("Field notes")
+    listing = client.get("/documents", params={"collection": "field"}).json()
+    assert [d["id"] for d in listing["documents"]] == [job["document_id"]]
+
+    hits = client.post("/search", json={"query": "storm warning flag", "k": 3}).json()
+    assert "red flag" in hits["results"][0]["text"]
+    answer = client.post("/query", json={"question": "How are storm warnings raised?"}).json()
+    assert answer["answerable"] is True and "red flag" in answer["answer"]
+    assert any(s["cited"] for s in answer["sources"])
+    assert set(answer["timings"]) == {"embed_ms", "search_ms", "answer_ms", "total_ms"}
+
+    assert client.delete(f"/documents/{job['document_id']}").status_code == 204
+    answer = client.post("/query", json={"question": "How are storm warnings raised?"}).json()
+    assert answer["answerable"] is False and answer["sources"] == []
+
+
+@pytest.mark.parametrize(
+    ("make_request", "status", "needle"),
+    [
+        (lambda c: c.post("/documents", data={"collection": "x"}), 400, "no files"),
+        (lambda c: _upload(c, ("empty.txt", b"")), 400, "empty file"),
+        (lambda c: _upload(c, ("big.txt", b"x" * 200_001)), 413, "limit is 200000"),
+        (lambda c: _upload(c, ("pic.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64)), 415, "PNG"),
+        (lambda c: _upload(c, ("junk.txt", bytes(range(256)) * 8)), 415, "binary data"),
+        (lambda c: _upload(c, ("a.md", NOTES), metadata="{oops"), 400, "not valid JSON"),
+        (lambda c: _upload(c, ("a.md", NOTES), metadata="[1, 2]"), 400, "JSON object"),
+        (lambda c: c.post("/search", json={"query": "x", "k": 0}), 400, "k"),
+        (lambda c: c.post("/search", json={"query": "x", "k": 10_000}), 400, "k"),
+        (lambda c: c.post("/query", json={"question": ""}), 400, "question"),
+        (lambda c: c.post("/query", json={"question": "   "}), 400, "question is empty"),
+        (lambda c: c.post("/query", json={"question": "x", "extra": 1}), 400, "extra"),
+        (lambda c: c.post("/query", content=b"{not json", headers={"content-type": "application/json"}), 400, ""),
+        (lambda c: c.post("/query", json={"question": "x", "collection": "nope"}), 404, "nope"),
+        (lambda c: c.get("/jobs/does-not-exist"), 404, "job 'does-not-exist' does not exist"),
+        (lambda c: c.get("/documents/999/chunks"), 404, "document 999"),
+        (lambda c: c.delete("/documents/999"), 404, "document 999"),
+        (lambda c: c.get("/documents", params={"collection": "nope"}), 404, "nope"),
+        (lambda c: c.get("/documents", params={"limit": 0}), 400, "limit"),
+    ],
+)
+def test_bad_input_gets_a_4xx_and_stores_nothing(
+    client: TestClient[Any], make_request: Any, status: int, needle: str
+) -> None:
+    _assert_problem(make_request(client), status, needle)
+    _nothing_stored(client)
+
+
+def test_request_over_the_limit_is_413(tmp_path: Path, embedder: Embedder) -> None:
+    settings = Settings(data_dir=str(tmp_path / "data"), max_request_bytes=10_000)
+    with TestClient(create_app(settings, embedder=embedder)) as client:
+        _assert_problem(_upload(client, ("a.txt", b"word " * 5000)), 413, "")
+        _nothing_stored(client)
+
+
+def test_corrupt_pdf_fails_its_job_and_the_server_stays_up(client: TestClient[Any]) -> None:
+    broken = dataset("pdf_samples", "qpdf", "qpdf", "qtest", "qpdf", "bad-xref.pdf")
+    response = _upload(client, ("bad.pdf", broken.read_bytes()), ("ok.md", NOTES))
+    assert response.status_code == 200
+    bad, good = response.json()["jobs"]
+    assert bad["state"] == "failed" and "unreadable PDF" in bad["error"]
+    assert bad["document_id"] is None and good["state"] == "ready"
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["documents"] == 1
+
+
+def test_same_bytes_twice_is_one_document(client: TestClient[Any]) -> None:
+    first = _upload(client, ("notes.md", NOTES)).json()["jobs"][0]
+    second = _upload(client, ("renamed.md", NOTES)).json()["jobs"][0]
+    assert second["outcome"] == "unchanged"
+    assert second["document_id"] == first["document_id"]
+    assert client.get("/ready").json()["documents"] == 1
+
+
+def test_jobs_report_progress(client: TestClient[Any]) -> None:
+    response = client.post("/documents", files=[("files", ("notes.md", NOTES))])
+    assert response.status_code == 202
+    job = response.json()["jobs"][0]
+    assert job["state"] in ("queued", "extracting", "embedding", "ready")
+    deadline = time.monotonic() + 60
+    while job["state"] not in ("ready", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        job = client.get(f"/jobs/{job['id']}").json()
+    assert job["state"] == "ready"
+    assert job["chunks_done"] == job["chunks_total"] >= 1
+    assert job["created_at"] <= job["started_at"] <= job["finished_at"]
