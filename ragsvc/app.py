@@ -21,9 +21,8 @@ import anyio
 import msgspec
 from litestar import Litestar, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
-from litestar.enums import RequestEncodingType
 from litestar.openapi import OpenAPIConfig
-from litestar.params import Body, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
 
 from indexes import Catalog, ChunkRow, DocumentRow
 from indexes.jobs import Job, JobStore, NewJob
@@ -106,9 +105,9 @@ def _services(state: State) -> Services:
 @post("/documents", status_code=202, summary="Upload documents; one ingestion job per file")
 async def upload_documents(
     state: State,
-    data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    data: MultipartBody[UploadForm],
     wait: Annotated[
-        bool, Parameter(description="Wait for the jobs to finish (up to upload_wait_timeout)")
+        bool, QueryParameter(description="Wait for the jobs to finish (up to upload_wait_timeout)")
     ] = False,
 ) -> Response[JobList]:
     services = _services(state)
@@ -159,7 +158,7 @@ async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
 
 
 @get("/jobs/{job_id:str}", summary="An ingestion job: state, progress, error", sync_to_thread=True)
-def get_job(state: State, job_id: str) -> Job:
+def get_job(state: State, job_id: FromPath[str]) -> Job:
     return _services(state).jobs.get(job_id)
 
 
@@ -168,9 +167,9 @@ def get_job(state: State, job_id: str) -> Job:
 )
 def list_documents(
     state: State,
-    collection: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    collection: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    offset: Annotated[int, QueryParameter(ge=0)] = 0,
 ) -> DocumentList:
     rows = _services(state).catalog.store.documents(collection, limit=limit + 1, offset=offset)
     next_offset = offset + limit if len(rows) > limit else None
@@ -178,7 +177,7 @@ def list_documents(
 
 
 @get("/documents/{document_id:int}", summary="One document's metadata", sync_to_thread=True)
-def get_document(state: State, document_id: int) -> DocumentRow:
+def get_document(state: State, document_id: FromPath[int]) -> DocumentRow:
     return _services(state).catalog.store.document(document_id)
 
 
@@ -187,7 +186,7 @@ def get_document(state: State, document_id: int) -> DocumentRow:
     summary="A document's chunks with pages and offsets",
     sync_to_thread=True,
 )
-def get_document_chunks(state: State, document_id: int) -> ChunkList:
+def get_document_chunks(state: State, document_id: FromPath[int]) -> ChunkList:
     store = _services(state).catalog.store
     store.document(document_id)  # 404 for an unknown document
     chunks: list[ChunkRow] = store.document_chunks(document_id)
@@ -199,7 +198,7 @@ def get_document_chunks(state: State, document_id: int) -> ChunkList:
     summary="Delete a document, its chunks and vectors",
     sync_to_thread=True,
 )
-def delete_document(state: State, document_id: int) -> None:
+def delete_document(state: State, document_id: FromPath[int]) -> None:
     _services(state).catalog.delete_document(document_id)
 
 
@@ -207,7 +206,7 @@ def delete_document(state: State, document_id: int) -> None:
 
 
 @post("/search", status_code=200, summary="Top-k chunks for a query", sync_to_thread=True)
-def search(state: State, data: SearchRequest) -> SearchResponse:
+def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
     services = _services(state)
     if not data.query.strip():
         raise BadRequest("query is empty")
@@ -232,7 +231,7 @@ def search(state: State, data: SearchRequest) -> SearchResponse:
     summary="Answer a question from the documents, with sources",
     sync_to_thread=True,
 )
-def query(state: State, data: QueryRequest) -> QueryResponse:
+def query(state: State, data: JSONBody[QueryRequest]) -> QueryResponse:
     services = _services(state)
     if not data.question.strip():
         raise BadRequest("question is empty")

@@ -36,7 +36,10 @@ def test_curl_example_works_as_printed(tmp_path: Path) -> None:
         script = _curl_example().replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     finally:
         server.stop()

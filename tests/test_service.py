@@ -112,7 +112,8 @@ def test_upload_search_query_delete(client: TestClient[Any]) -> None:
 @pytest.mark.parametrize(
     ("make_request", "status", "needle"),
     [
-        (lambda c: c.post("/documents", data={"collection": "x"}), 400, "no files"),
+        (lambda c: c.post("/documents", files={"collection": (None, "x")}), 400, "no files"),
+        (lambda c: c.post("/documents", data={"collection": "x"}), 400, "multipart"),
         (lambda c: _upload(c, ("empty.txt", b"")), 400, "empty file"),
         (lambda c: _upload(c, ("big.txt", b"x" * 200_001)), 413, "limit is 200000"),
         (lambda c: _upload(c, ("pic.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64)), 415, "PNG"),
@@ -124,7 +125,13 @@ def test_upload_search_query_delete(client: TestClient[Any]) -> None:
         (lambda c: c.post("/query", json={"question": ""}), 400, "question"),
         (lambda c: c.post("/query", json={"question": "   "}), 400, "question is empty"),
         (lambda c: c.post("/query", json={"question": "x", "extra": 1}), 400, "extra"),
-        (lambda c: c.post("/query", content=b"{not json", headers={"content-type": "application/json"}), 400, ""),
+        (
+            lambda c: c.post(
+                "/query", content=b"{not json", headers={"content-type": "application/json"}
+            ),
+            400,
+            "",
+        ),
         (lambda c: c.post("/query", json={"question": "x", "collection": "nope"}), 404, "nope"),
         (lambda c: c.get("/jobs/does-not-exist"), 404, "job 'does-not-exist' does not exist"),
         (lambda c: c.get("/documents/999/chunks"), 404, "document 999"),
