@@ -128,7 +128,7 @@ async def upload_documents(
                 f"{name} is {len(content)} bytes; the limit is {settings.max_file_bytes}"
             )
         try:
-            media_type = sniff(content, name)
+            media_type = await anyio.to_thread.run_sync(sniff, content, name)
         except EmptyDocument as error:
             raise BadRequest(f"{name}: {error}") from None
         except UnsupportedType as error:
@@ -150,8 +150,12 @@ async def upload_documents(
 
 async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
     deadline = time.monotonic() + services.settings.upload_wait_timeout
+
+    def read() -> list[Job]:
+        return [services.jobs.get(j.id) for j in jobs]
+
     while True:
-        current = [services.jobs.get(j.id) for j in jobs]
+        current = await anyio.to_thread.run_sync(read)
         if all(j.state in TERMINAL_STATES for j in current) or time.monotonic() > deadline:
             return current
         await asyncio.sleep(0.1)

