@@ -24,7 +24,7 @@ from litestar.datastructures import State, UploadFile
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
 
-from indexes import Catalog, ChunkRow, DocumentRow
+from indexes import Catalog, ChunkRow, DocumentRow, SearchHit
 from indexes.jobs import Job, JobStore, NewJob
 from ingest import Chunker, Embedder, EmptyDocument, IngestPipeline, UnsupportedType
 from ingest.extract import sniff
@@ -209,23 +209,30 @@ def delete_document(state: State, document_id: FromPath[int]) -> None:
 # -- search and query ----------------------------------------------------------------------
 
 
-@post("/search", status_code=200, summary="Top-k chunks for a query", sync_to_thread=True)
-def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
-    services = _services(state)
-    if not data.query.strip():
-        raise BadRequest("query is empty")
+def _retrieve(
+    services: Services, text: str, field: str, k: int, collection: str | None
+) -> tuple[list[SearchHit], Timings]:
+    """Embed `text` and return the top-k chunks, with the time each stage took."""
+    if not text.strip():
+        raise BadRequest(f"{field} is empty")
     started = time.perf_counter()
-    if data.collection is not None:
-        services.catalog.require_collection(data.collection)
-    vector = services.embedder.embed_query(data.query)
+    if collection is not None:
+        services.catalog.require_collection(collection)
+    vector = services.embedder.embed_query(text)
     embedded = time.perf_counter()
-    hits = services.catalog.search(vector, data.k, data.collection)
+    hits = services.catalog.search(vector, k, collection)
     done = time.perf_counter()
     timings = Timings(
         embed_ms=_ms(embedded - started),
         search_ms=_ms(done - embedded),
         total_ms=_ms(done - started),
     )
+    return hits, timings
+
+
+@post("/search", status_code=200, summary="Top-k chunks for a query", sync_to_thread=True)
+def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
+    hits, timings = _retrieve(_services(state), data.query, "query", data.k, data.collection)
     return SearchResponse(hits, timings)
 
 
@@ -237,15 +244,8 @@ def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
 )
 def query(state: State, data: JSONBody[QueryRequest]) -> QueryResponse:
     services = _services(state)
-    if not data.question.strip():
-        raise BadRequest("question is empty")
-    started = time.perf_counter()
-    if data.collection is not None:
-        services.catalog.require_collection(data.collection)
-    vector = services.embedder.embed_query(data.question)
-    embedded = time.perf_counter()
-    hits = services.catalog.search(vector, data.k, data.collection)
-    searched = time.perf_counter()
+    hits, retrieval = _retrieve(services, data.question, "question", data.k, data.collection)
+    answering = time.perf_counter()
     passages = [
         Passage(
             number=i,
@@ -262,7 +262,7 @@ def query(state: State, data: JSONBody[QueryRequest]) -> QueryResponse:
         for i, h in enumerate(hits, start=1)
     ]
     answer = services.answerer.answer(data.question, passages)
-    done = time.perf_counter()
+    answer_ms = _ms(time.perf_counter() - answering)
     sources = [
         Source(
             number=p.number,
@@ -279,10 +279,10 @@ def query(state: State, data: JSONBody[QueryRequest]) -> QueryResponse:
         for p in passages
     ]
     timings = Timings(
-        embed_ms=_ms(embedded - started),
-        search_ms=_ms(searched - embedded),
-        answer_ms=_ms(done - searched),
-        total_ms=_ms(done - started),
+        embed_ms=retrieval.embed_ms,
+        search_ms=retrieval.search_ms,
+        answer_ms=answer_ms,
+        total_ms=round(retrieval.total_ms + answer_ms, 2),
     )
     return QueryResponse(
         answer.text, answer.answerable, answer.confidence, answer.backend, sources, timings
