@@ -1,7 +1,7 @@
 """The HTTP service: `create_app(settings, ...)` builds the Litestar application.
 
-Parts (embedder, answerer) can be passed in, so tests build the app with real or fake parts
-without patching; whatever is not passed is built from the settings. The catalog and the job
+Parts (embedder, answering backends) can be passed in, so tests build the app with real or fake
+parts without patching; whatever is not passed is built from the settings. The catalog and the job
 runner open in the lifespan and live on `app.state.services`. Handlers that touch the model,
 SQLite or FAISS are synchronous and run in Litestar's thread pool, so the event loop never
 blocks; all writes go through the job runner (uploads) or the catalog's writer (deletes).
@@ -19,17 +19,20 @@ from typing import Annotated, Any
 
 import anyio
 import msgspec
-from litestar import Litestar, Response, delete, get, post
+from litestar import Litestar, Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from indexes import Catalog, ChunkRow, DocumentRow, SearchHit
 from indexes.jobs import Job, JobStore, NewJob
 from ingest import Chunker, Embedder, EmptyDocument, IngestPipeline, UnsupportedType
 from ingest.extract import sniff
 from ragsvc import __version__
-from ragsvc.answering import ExtractiveBackend, LLMBackend, Passage
+from ragsvc.answering import Answer, LLMBackend, Passage, build_backends, load_templates
+from ragsvc.answering.cache import ResponseCache
+from ragsvc.answering.chat import BackendError
 from ragsvc.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, handle_exception
 from ragsvc.jobs import JobRunner
 from ragsvc.schemas import (
@@ -43,6 +46,8 @@ from ragsvc.schemas import (
     SearchRequest,
     SearchResponse,
     Source,
+    TemplateInfo,
+    TemplateList,
     Timings,
 )
 from ragsvc.settings import Settings
@@ -64,9 +69,16 @@ class UploadForm:
 class Services:
     """Everything the handlers use, opened in the lifespan."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, answerer: LLMBackend | None) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Embedder, backends: dict[str, LLMBackend] | None
+    ) -> None:
         self.settings = settings
         self.embedder = embedder
+        # Templates and backends are checked before anything opens: a bad one stops start-up.
+        self.templates = load_templates(settings.templates_path)
+        self.backends = backends or build_backends(settings, embedder, self.templates)
+        self.default_backend = settings.answer_backend
+        self.cache = ResponseCache(settings.answer_cache_size)
         self.catalog = Catalog.open(
             settings.data_path,
             model_id=embedder.model_id,
@@ -84,10 +96,15 @@ class Services:
             self.catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks
         )
         self.runner = JobRunner(self.jobs, pipeline)
-        self.answerer = answerer or ExtractiveBackend(
-            embedder, min_confidence=settings.answer_min_confidence
-        )
         self.runner.start()
+
+    def backend(self, name: str | None) -> LLMBackend:
+        name = name or self.default_backend
+        if name not in self.backends:
+            raise BadRequest(
+                f"backend {name!r} is not configured here; choose one of {sorted(self.backends)}"
+            )
+        return self.backends[name]
 
     def close(self) -> None:
         self.runner.stop()
@@ -240,12 +257,20 @@ def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
     "/query",
     status_code=200,
     summary="Answer a question from the documents, with sources",
+    description="With `stream: true` or `Accept: text/event-stream`, the answer comes as "
+    "Server-Sent Events: `sources`, then `token` events, then `done` with the final answer "
+    "(or `error`).",
     sync_to_thread=True,
 )
-def query(state: State, data: JSONBody[QueryRequest]) -> QueryResponse:
+def query(
+    state: State, request: Request[Any, Any, Any], data: JSONBody[QueryRequest]
+) -> QueryResponse:
     services = _services(state)
+    backend = services.backend(data.backend)
+    streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
+    if streaming and data.response_schema is not None:
+        raise BadRequest("stream and response_schema cannot be combined")
     hits, retrieval = _retrieve(services, data.question, "question", data.k, data.collection)
-    answering = time.perf_counter()
     passages = [
         Passage(
             number=i,
@@ -261,8 +286,29 @@ def query(state: State, data: JSONBody[QueryRequest]) -> QueryResponse:
         )
         for i, h in enumerate(hits, start=1)
     ]
-    answer = services.answerer.answer(data.question, passages)
-    answer_ms = _ms(time.perf_counter() - answering)
+    key = backend.cache_key(data.question, passages, data.response_schema)
+    if key is not None:
+        key = f"{key}:{services.catalog.store.generation()}"
+    if streaming:
+        events = _answer_events(services, backend, data.question, passages, retrieval, key)
+        # A streamed answer is another response class; the schema documents the JSON one.
+        return ServerSentEvent(events)  # type: ignore[return-value]
+    started = time.perf_counter()
+    cached = services.cache.get(key) if key is not None else None
+    answer = cached or backend.answer(data.question, passages, response_schema=data.response_schema)
+    if key is not None and cached is None and answer.fallback_reason is None:
+        services.cache.put(key, answer)
+    return _query_response(answer, passages, retrieval, time.perf_counter() - started, cached)
+
+
+def _query_response(
+    answer: Answer,
+    passages: list[Passage],
+    retrieval: Timings,
+    answer_seconds: float,
+    cached: Answer | None = None,
+) -> QueryResponse:
+    answer_ms = _ms(answer_seconds)
     sources = [
         Source(
             number=p.number,
@@ -285,8 +331,78 @@ def query(state: State, data: JSONBody[QueryRequest]) -> QueryResponse:
         total_ms=round(retrieval.total_ms + answer_ms, 2),
     )
     return QueryResponse(
-        answer.text, answer.answerable, answer.confidence, answer.backend, sources, timings
+        answer.text,
+        answer.answerable,
+        answer.confidence,
+        answer.backend,
+        sources,
+        timings,
+        model=answer.model,
+        template=answer.template,
+        citations_dropped=answer.citations_dropped,
+        fallback_reason=answer.fallback_reason,
+        cached=cached is not None,
+        data=answer.data,
     )
+
+
+_END_OF_STREAM = object()
+
+
+async def _answer_events(
+    services: Services,
+    backend: LLMBackend,
+    question: str,
+    passages: list[Passage],
+    retrieval: Timings,
+    key: str | None,
+) -> AsyncIterator[ServerSentEventMessage]:
+    """`sources`, `token`..., then `done` or `error`. The backend's stream runs in worker
+    threads; when the client goes away, closing it closes the upstream request too."""
+
+    def event(name: str, payload: Any) -> ServerSentEventMessage:
+        return ServerSentEventMessage(event=name, data=msgspec.json.encode(payload).decode())
+
+    started = time.perf_counter()
+    empty = Answer("", [], 0.0, False, backend.name)
+    yield event("sources", _query_response(empty, passages, retrieval, 0.0).sources)
+    cached = services.cache.get(key) if key is not None else None
+    if cached is not None:
+        yield event("token", {"text": cached.text})
+        elapsed = time.perf_counter() - started
+        yield event("done", _query_response(cached, passages, retrieval, elapsed, cached))
+        return
+    pieces = backend.stream(question, passages)
+    final: Answer | None = None
+    try:
+        while True:
+            item = await anyio.to_thread.run_sync(next, pieces, _END_OF_STREAM)
+            if item is _END_OF_STREAM:
+                break
+            if isinstance(item, Answer):
+                final = item
+                break
+            yield event("token", {"text": item})
+    except BackendError as error:
+        yield event("error", {"status": 502, "detail": str(error)})
+        return
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+    if final is None:
+        yield event("error", {"status": 502, "detail": "the backend ended without an answer"})
+        return
+    if key is not None and final.fallback_reason is None:
+        services.cache.put(key, final)
+    elapsed = time.perf_counter() - started
+    yield event("done", _query_response(final, passages, retrieval, elapsed))
+
+
+@get("/templates", summary="Prompt templates with their versions and variables")
+async def list_templates(state: State) -> TemplateList:
+    templates = sorted(_services(state).templates.values(), key=lambda t: t.name)
+    return TemplateList([TemplateInfo(t.name, t.version, list(t.variables)) for t in templates])
 
 
 # -- health --------------------------------------------------------------------------------
@@ -319,7 +435,7 @@ def create_app(
     settings: Settings,
     *,
     embedder: Embedder | None = None,
-    answerer: LLMBackend | None = None,
+    backends: dict[str, LLMBackend] | None = None,
 ) -> Litestar:
     """The application; parts not given are built from `settings` when it starts."""
 
@@ -328,7 +444,7 @@ def create_app(
         def open_services() -> Services:
             from ragsvc.cli import make_embedder
 
-            return Services(settings, embedder or make_embedder(settings), answerer)
+            return Services(settings, embedder or make_embedder(settings), backends)
 
         services = await anyio.to_thread.run_sync(open_services)
         app.state.services = services
@@ -347,6 +463,7 @@ def create_app(
             delete_document,
             search,
             query,
+            list_templates,
             health,
             ready,
         ],

@@ -4,6 +4,9 @@
     ├── BadRequest              400   malformed metadata, empty upload, bad parameters
     ├── PayloadTooLarge         413   a file or request over its limit
     └── UnsupportedMediaType    415   content sniffing found no extractor
+    answering.StructuredOutputUnsupported  400   a response schema for the extractive backend
+    answering.SchemaMismatch    502   the LLM's reply does not match the response schema
+    answering.chat.BackendError 502   the LLM failed where no fallback applies
     indexes.NotFound            404   unknown document, collection or job
     indexes.ModelMismatch       409   the store was embedded with another model
     litestar HTTPException      its own status (validation 400, unknown route 404, ...)
@@ -23,6 +26,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from indexes import IndexesError, ModelMismatch, NotFound
+from ragsvc.answering.chat import BackendError
+from ragsvc.answering.extractive import StructuredOutputUnsupported
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = logging.getLogger(__name__)
@@ -62,6 +67,7 @@ _TITLES = {
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
+    502: "Bad gateway",
     500: "Internal server error",
 }
 
@@ -80,6 +86,10 @@ def handle_exception(request: Request[Any, Any, Any], error: Exception) -> Respo
     """The one place where exceptions become HTTP responses."""
     if isinstance(error, ServiceError):
         return problem(request, error.status, str(error))
+    if isinstance(error, StructuredOutputUnsupported):
+        return problem(request, 400, str(error))
+    if isinstance(error, BackendError):
+        return problem(request, 502, str(error))
     if isinstance(error, NotFound):
         return problem(request, 404, str(error))
     if isinstance(error, ModelMismatch):

@@ -6,7 +6,7 @@ names the field. Store rows (`DocumentRow`, `ChunkRow`, `SearchHit`) are returne
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -33,6 +33,12 @@ class QueryRequest(RequestBody):
     question: Question
     k: TopK = 5
     collection: CollectionName | None = None
+    backend: str | None = None
+    """`extractive`, or the configured `answer_backend` (the default)."""
+    stream: bool = False
+    """Answer with Server-Sent Events: `sources`, `token`..., then `done` (or `error`)."""
+    response_schema: dict[str, Any] | None = None
+    """A JSON Schema the answer must match (LLM backends; not with `stream`)."""
 
 
 class Timings(msgspec.Struct, frozen=True):
@@ -69,6 +75,23 @@ class QueryResponse(msgspec.Struct, frozen=True):
     backend: str
     sources: list[Source]
     timings: Timings
+    model: str | None = None
+    template: str | None = None
+    citations_dropped: int = 0
+    fallback_reason: str | None = None
+    cached: bool = False
+    data: Any = None
+    """The JSON object matching `response_schema`, when one was asked for."""
+
+
+class TemplateInfo(msgspec.Struct, frozen=True):
+    name: str
+    version: int
+    variables: list[str]
+
+
+class TemplateList(msgspec.Struct, frozen=True):
+    templates: list[TemplateInfo]
 
 
 class JobList(msgspec.Struct, frozen=True):

@@ -48,8 +48,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         "text/html",
     )
     upload_wait_timeout: Annotated[float, Meta(gt=0)] = 300.0
-    answer_backend: Literal["extractive"] = "extractive"
+    answer_backend: Literal["extractive", "openai", "ollama", "anthropic", "gemini", "cohere"] = (
+        "extractive"
+    )
     answer_min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    llm_model: str = ""
+    llm_base_url: str = ""
+    llm_api_key: str = ""
+    llm_timeout: Annotated[float, Meta(gt=0)] = 60.0
+    llm_retries: Annotated[int, Meta(ge=0, le=10)] = 2
+    llm_breaker_failures: Annotated[int, Meta(ge=1)] = 5
+    llm_breaker_reset: Annotated[float, Meta(gt=0)] = 30.0
+    llm_context_tokens: Annotated[int, Meta(ge=64)] = 3000
+    llm_max_answer_tokens: Annotated[int, Meta(ge=1)] = 512
+    llm_temperature: Annotated[float, Meta(ge=0, le=2)] = 0.0
+    prompt_template: str = "qa"
+    prompt_templates_dir: str = ""
+    answer_cache_size: Annotated[int, Meta(ge=0)] = 1024
+
+    def __repr__(self) -> str:
+        # The API key never reaches a log line through repr().
+        fields = msgspec.structs.asdict(self)
+        if fields["llm_api_key"]:
+            fields["llm_api_key"] = "***"
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
+    @property
+    def templates_path(self) -> Path | None:
+        return Path(self.prompt_templates_dir).expanduser() if self.prompt_templates_dir else None
 
     @property
     def data_path(self) -> Path:
@@ -101,9 +127,42 @@ SETTINGS_HELP: dict[str, str] = {
     "upload_wait_timeout": (
         "Seconds `POST /documents?wait=true` waits for its jobs before answering 202 anyway."
     ),
-    "answer_backend": "Answering backend for `/query`: `extractive` (offline, no LLM).",
+    "answer_backend": (
+        "Answering backend for `/query`: `extractive` (offline, no LLM), `openai` (any "
+        "OpenAI-compatible server: OpenAI, vLLM, llama.cpp, LM Studio), `ollama`, `anthropic`, "
+        "`gemini` or `cohere`. A request may ask for `extractive` or this one."
+    ),
     "answer_min_confidence": (
         "Confidence below which `/query` answers `answerable: false` (not found in the documents)."
+    ),
+    "llm_model": "Model name sent to the LLM backend (required unless the backend is extractive).",
+    "llm_base_url": (
+        "Base URL of the LLM API; empty means the provider's own (OpenAI "
+        "`https://api.openai.com/v1`, Ollama `http://127.0.0.1:11434`, ...)."
+    ),
+    "llm_api_key": (
+        "API key for the LLM backend. When empty, the provider's usual variable is read "
+        "(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GEMINI_API_KEY`, `CO_API_KEY`). Never logged "
+        "or returned."
+    ),
+    "llm_timeout": "Seconds before an LLM call times out.",
+    "llm_retries": "Retries after a timeout, 429 or 5xx, with backoff that honours `Retry-After`.",
+    "llm_breaker_failures": (
+        "Consecutive failures that open the circuit breaker; while open, `/query` answers with "
+        "the extractive backend and says so in `fallback_reason`."
+    ),
+    "llm_breaker_reset": "Seconds the breaker stays open before one trial call (half-open).",
+    "llm_context_tokens": "Token budget for the passages packed into the prompt, best first.",
+    "llm_max_answer_tokens": "Most tokens the LLM may generate for an answer.",
+    "llm_temperature": "Sampling temperature; at 0, answers are deterministic and cached.",
+    "prompt_template": "Name of the QA prompt template (see `GET /templates`).",
+    "prompt_templates_dir": (
+        "Folder of extra `*.toml` templates (they may override built-in ones by name); "
+        "checked at start-up."
+    ),
+    "answer_cache_size": (
+        "Answers to deterministic requests kept in memory, keyed by backend, model, prompt and "
+        "store generation (0 turns the cache off)."
     ),
 }
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import msgspec
 
@@ -27,16 +28,41 @@ class Passage(msgspec.Struct, frozen=True):
 class Answer(msgspec.Struct, frozen=True):
     text: str
     citations: list[int]
-    """Numbers of the passages the answer cites."""
+    """Numbers of the passages the answer cites (after unsupported citations are dropped)."""
     confidence: float
     answerable: bool
     backend: str
     model: str | None = None
+    template: str | None = None
+    citations_dropped: int = 0
+    fallback_reason: str | None = None
+    """Set when the configured backend failed and this answer is the extractive fallback's."""
+    data: Any = None
+    """The validated JSON object, when a response schema was asked for."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 class LLMBackend(Protocol):
     name: str
+    model: str | None
 
-    def answer(self, question: str, passages: list[Passage]) -> Answer:
+    def answer(
+        self,
+        question: str,
+        passages: list[Passage],
+        *,
+        response_schema: dict[str, Any] | None = None,
+    ) -> Answer:
         """Answer from the passages only; `answerable=False` when they do not support one."""
+        ...
+
+    def stream(self, question: str, passages: list[Passage]) -> Iterator[str | Answer]:
+        """Text pieces as they are produced, then the final `Answer`."""
+        ...
+
+    def cache_key(
+        self, question: str, passages: list[Passage], response_schema: dict[str, Any] | None
+    ) -> str | None:
+        """A key for deterministic requests (same prompt, same answer), or None."""
         ...

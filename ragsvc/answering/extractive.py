@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ragsvc.answering.base import NOT_FOUND, Answer, Passage
+
+
+class StructuredOutputUnsupported(ValueError):
+    """A response schema was asked of a backend that cannot produce JSON."""
+
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORD_TEXT = """
@@ -40,19 +47,33 @@ def content_words(text: str) -> set[str]:
 
 class ExtractiveBackend:
     name = "extractive"
+    model: str | None = None
 
     def __init__(self, embedder: Embedder, *, min_confidence: float = 0.5) -> None:
         self.embedder = embedder
         self.min_confidence = min_confidence
 
-    def answer(self, question: str, passages: list[Passage]) -> Answer:
+    def stream(self, question: str, passages: list[Passage]) -> Iterator[str | Answer]:
+        answer = self.answer(question, passages)
+        yield answer.text
+        yield answer
+
+    def cache_key(
+        self, question: str, passages: list[Passage], response_schema: dict[str, Any] | None
+    ) -> str | None:
+        return None  # answering is cheaper than a cache entry
+
+    def _rank(
+        self, question: str, passages: list[Passage]
+    ) -> tuple[list[tuple[Passage, str]], np.ndarray]:
+        """Every sentence of the passages, with its score for the question."""
         candidates = [
             (passage, passage.text[start:end])
             for passage in passages
             for start, end in sentence_spans(passage.text)
         ]
         if not candidates:
-            return Answer(NOT_FOUND, [], 0.0, False, self.name)
+            return [], np.zeros(0)
         question_vector = self.embedder.embed_query(question)
         vectors = self.embedder.embed_documents([sentence for _, sentence in candidates])
         similarity = vectors @ question_vector
@@ -63,7 +84,27 @@ class ExtractiveBackend:
                 for _, sentence in candidates
             ]
         )
-        scores = (1 - LEXICAL_WEIGHT) * similarity + LEXICAL_WEIGHT * lexical
+        return candidates, (1 - LEXICAL_WEIGHT) * similarity + LEXICAL_WEIGHT * lexical
+
+    def best_passage(self, question: str, passages: list[Passage]) -> int | None:
+        """The number of the passage holding the best-scoring sentence."""
+        candidates, scores = self._rank(question, passages)
+        return candidates[int(np.argmax(scores))][0].number if candidates else None
+
+    def answer(
+        self,
+        question: str,
+        passages: list[Passage],
+        *,
+        response_schema: dict[str, Any] | None = None,
+    ) -> Answer:
+        if response_schema is not None:
+            raise StructuredOutputUnsupported(
+                "the extractive backend cannot produce structured output; choose an LLM backend"
+            )
+        candidates, scores = self._rank(question, passages)
+        if not candidates:
+            return Answer(NOT_FOUND, [], 0.0, False, self.name)
         order = np.argsort(-scores)
         best = int(order[0])
         chosen = [best]
