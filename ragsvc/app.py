@@ -292,7 +292,7 @@ def query(
     if streaming:
         events = _answer_events(services, backend, data.question, passages, retrieval, key)
         # A streamed answer is another response class; the schema documents the JSON one.
-        return ServerSentEvent(events)  # type: ignore[return-value]
+        return EventStream(events)  # type: ignore[return-value]
     started = time.perf_counter()
     cached = services.cache.get(key) if key is not None else None
     answer = cached or backend.answer(data.question, passages, response_schema=data.response_schema)
@@ -347,6 +347,14 @@ def _query_response(
 
 
 _END_OF_STREAM = object()
+
+
+class EventStream(ServerSentEvent):
+    """Server-Sent Events from a handler whose declared (JSON) media type would win."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = "text/event-stream"
+        return super().to_asgi_response(*args, **kwargs)
 
 
 async def _answer_events(

@@ -34,6 +34,7 @@ from ingest import (
     reembed,
 )
 from ingest.sources import Source, count_lines
+from ragsvc.answering.prompts import TemplateError
 from ragsvc.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILURES, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -121,7 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serve": cmd_serve,
         }[args.command]
         return handler(settings, args)
-    except (CommandError, SettingsError, IndexesError, EmbedderUnavailable, InputNotFound) as e:
+    except (
+        CommandError,
+        SettingsError,
+        IndexesError,
+        EmbedderUnavailable,
+        InputNotFound,
+        TemplateError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
     except KeyboardInterrupt:
@@ -335,9 +343,11 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ragsvc.answering.prompts import load_templates
     from ragsvc.app import create_app
 
-    # Load the model and open the store before binding, so a bad configuration fails here.
+    # Check templates and load the model before binding, so a bad configuration fails here.
+    load_templates(settings.templates_path)
     embedder = make_embedder(settings)
     app = create_app(settings, embedder=embedder)
     print(f"serving on http://{settings.host}:{settings.port} (data in {settings.data_path})")
