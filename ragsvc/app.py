@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from ragsvc.answering import Answer, LLMBackend, Passage, build_backends, load_t
 from ragsvc.answering.cache import ResponseCache
 from ragsvc.answering.chat import BackendError
 from ragsvc.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, handle_exception
+from ragsvc.interactions import Interaction, InteractionLog
 from ragsvc.jobs import JobRunner
 from ragsvc.schemas import (
     ChunkList,
@@ -96,6 +98,7 @@ class Services:
             self.catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks
         )
         self.runner = JobRunner(self.jobs, pipeline)
+        self.log = InteractionLog(settings.data_path, settings.interaction_log)
         self.runner.start()
 
     def backend(self, name: str | None) -> LLMBackend:
@@ -109,6 +112,7 @@ class Services:
     def close(self) -> None:
         self.runner.stop()
         self.catalog.close()
+        self.log.close()
 
 
 def _services(state: State) -> Services:
@@ -266,6 +270,20 @@ def query(
     state: State, request: Request[Any, Any, Any], data: JSONBody[QueryRequest]
 ) -> QueryResponse:
     services = _services(state)
+    request_id = uuid.uuid4().hex
+    record = Interaction(request_id=request_id, question=data.question, collection=data.collection)
+    try:
+        return _query(services, request, data, record)
+    except Exception as error:
+        services.log.record(
+            msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
+        )
+        raise
+
+
+def _query(
+    services: Services, request: Request[Any, Any, Any], data: QueryRequest, record: Interaction
+) -> QueryResponse:
     backend = services.backend(data.backend)
     streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
     if streaming and data.response_schema is not None:
@@ -289,8 +307,17 @@ def query(
     key = backend.cache_key(data.question, passages, data.response_schema)
     if key is not None:
         key = f"{key}:{services.catalog.store.generation()}"
+    record = msgspec.structs.replace(
+        record,
+        chunk_ids=[p.chunk_id for p in passages],
+        scores=[round(p.score, 4) for p in passages],
+        backend=backend.name,
+        embed_ms=retrieval.embed_ms,
+        search_ms=retrieval.search_ms,
+        streamed=streaming,
+    )
     if streaming:
-        events = _answer_events(services, backend, data.question, passages, retrieval, key)
+        events = _answer_events(services, backend, data.question, passages, retrieval, key, record)
         # A streamed answer is another response class; the schema documents the JSON one.
         return EventStream(events)  # type: ignore[return-value]
     started = time.perf_counter()
@@ -298,7 +325,28 @@ def query(
     answer = cached or backend.answer(data.question, passages, response_schema=data.response_schema)
     if key is not None and cached is None and answer.fallback_reason is None:
         services.cache.put(key, answer)
-    return _query_response(answer, passages, retrieval, time.perf_counter() - started, cached)
+    response = _query_response(
+        answer, passages, retrieval, time.perf_counter() - started, cached, record.request_id
+    )
+    services.log.record(_interaction(record, answer, response))
+    return response
+
+
+def _interaction(record: Interaction, answer: Answer, response: QueryResponse) -> Interaction:
+    return msgspec.structs.replace(
+        record,
+        template=answer.template,
+        backend=answer.backend,
+        model=answer.model,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        answer_ms=response.timings.answer_ms,
+        total_ms=response.timings.total_ms,
+        confidence=answer.confidence,
+        answerable=answer.answerable,
+        cached=response.cached,
+        fallback_reason=answer.fallback_reason,
+    )
 
 
 def _query_response(
@@ -307,6 +355,7 @@ def _query_response(
     retrieval: Timings,
     answer_seconds: float,
     cached: Answer | None = None,
+    request_id: str = "",
 ) -> QueryResponse:
     answer_ms = _ms(answer_seconds)
     sources = [
@@ -343,6 +392,7 @@ def _query_response(
         fallback_reason=answer.fallback_reason,
         cached=cached is not None,
         data=answer.data,
+        request_id=request_id,
     )
 
 
@@ -364,6 +414,7 @@ async def _answer_events(
     passages: list[Passage],
     retrieval: Timings,
     key: str | None,
+    record: Interaction,
 ) -> AsyncIterator[ServerSentEventMessage]:
     """`sources`, `token`..., then `done` or `error`. The backend's stream runs in worker
     threads; when the client goes away, closing it closes the upstream request too."""
@@ -378,7 +429,9 @@ async def _answer_events(
     if cached is not None:
         yield event("token", {"text": cached.text})
         elapsed = time.perf_counter() - started
-        yield event("done", _query_response(cached, passages, retrieval, elapsed, cached))
+        done = _query_response(cached, passages, retrieval, elapsed, cached, record.request_id)
+        services.log.record(_interaction(record, cached, done))
+        yield event("done", done)
         return
     pieces = backend.stream(question, passages)
     final: Answer | None = None
@@ -392,19 +445,24 @@ async def _answer_events(
                 break
             yield event("token", {"text": item})
     except BackendError as error:
-        yield event("error", {"status": 502, "detail": str(error)})
+        services.log.record(msgspec.structs.replace(record, error=str(error)))
+        yield event("error", {"status": 502, "detail": str(error), "request_id": record.request_id})
         return
     finally:
         close = getattr(pieces, "close", None)
         if close is not None:
             close()
     if final is None:
-        yield event("error", {"status": 502, "detail": "the backend ended without an answer"})
+        detail = "the backend ended without an answer"
+        services.log.record(msgspec.structs.replace(record, error=detail))
+        yield event("error", {"status": 502, "detail": detail, "request_id": record.request_id})
         return
     if key is not None and final.fallback_reason is None:
         services.cache.put(key, final)
     elapsed = time.perf_counter() - started
-    yield event("done", _query_response(final, passages, retrieval, elapsed))
+    done = _query_response(final, passages, retrieval, elapsed, None, record.request_id)
+    services.log.record(_interaction(record, final, done))
+    yield event("done", done)
 
 
 @get("/templates", summary="Prompt templates with their versions and variables")

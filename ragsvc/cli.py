@@ -1,4 +1,4 @@
-"""The `ragsvc` command line: ingest, search, rebuild, stats, delete, serve.
+"""The `ragsvc` command line: ingest, search, rebuild, stats, delete, serve, log tail.
 
 Exit codes: 0 success; 1 the command ran but some documents failed; 2 the request was refused
 (bad arguments or settings, a missing path, an unknown collection or document, a busy or
@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (setting host, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (setting port, default 8000)")
 
+    log = commands.add_parser("log", help="the interaction log of /query")
+    log_commands = log.add_subparsers(dest="log_command", required=True, metavar="LOG_COMMAND")
+    tail = log_commands.add_parser("tail", help="the last queries, oldest first")
+    tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+
     delete = commands.add_parser("delete", help="delete a document, its chunks and vectors")
     delete.add_argument("document_id", type=int, metavar="DOC_ID")
     delete.add_argument("--collection", help="refuse unless the document is in this collection")
@@ -120,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "stats": cmd_stats,
             "delete": cmd_delete,
             "serve": cmd_serve,
+            "log": cmd_log,
         }[args.command]
         return handler(settings, args)
     except (
@@ -358,6 +365,36 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )
+    return EXIT_OK
+
+
+def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
+    from ragsvc.interactions import tail
+
+    if args.n < 1:
+        raise CommandError("-n must be at least 1")
+    if settings.interaction_log == "off":
+        raise CommandError("the interaction log is off (setting interaction_log)")
+    records = tail(settings.data_path, settings.interaction_log, args.n)
+    if args.json:
+        for record in records:
+            print(msgspec.json.encode(record).decode())
+        return EXIT_OK
+    if not records:
+        print("no queries logged yet")
+        return EXIT_OK
+    rows = [
+        [
+            r.at[:19],
+            r.request_id[:8],
+            f"{r.backend or ''}{'/' + r.model if r.model else ''}",
+            "" if r.confidence is None else f"{r.confidence:.2f}",
+            f"{r.total_ms or 0:.0f}",
+            "error: " + r.error if r.error else ("cached " if r.cached else "") + r.question[:60],
+        ]
+        for r in records
+    ]
+    print(_table(["at", "request", "backend", "conf", "ms", "question"], rows))
     return EXIT_OK
 
 

@@ -82,6 +82,8 @@ class QueryResponse(msgspec.Struct, frozen=True):
     cached: bool = False
     data: Any = None
     """The JSON object matching `response_schema`, when one was asked for."""
+    request_id: str = ""
+    """Identifies this query in the interaction log."""
 
 
 class TemplateInfo(msgspec.Struct, frozen=True):

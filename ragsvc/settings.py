@@ -65,6 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     prompt_template: str = "qa"
     prompt_templates_dir: str = ""
     answer_cache_size: Annotated[int, Meta(ge=0)] = 1024
+    interaction_log: Literal["sqlite", "jsonl", "off"] = "sqlite"
 
     def __repr__(self) -> str:
         # The API key never reaches a log line through repr().
@@ -163,6 +164,12 @@ SETTINGS_HELP: dict[str, str] = {
     "answer_cache_size": (
         "Answers to deterministic requests kept in memory, keyed by backend, model, prompt and "
         "store generation (0 turns the cache off)."
+    ),
+    "interaction_log": (
+        "Where every `/query` is recorded (request id, question, chunk ids and scores, template, "
+        "backend and model, tokens, latency per stage, confidence, error): `sqlite` "
+        "(`interactions.sqlite3` in the data folder), `jsonl` (`interactions.jsonl`) or `off`. "
+        "`ragsvc log tail` shows it."
     ),
 }
 

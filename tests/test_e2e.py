@@ -36,9 +36,10 @@ def _free_port() -> int:
 class Server:
     """A `ragsvc serve` child process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.log = log
+        self.env = {**os.environ, "RAGSVC_LOG_LEVEL": "info", **(env or {})}
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -59,7 +60,7 @@ class Server:
                 cwd=ROOT,
                 stdout=log,
                 stderr=log,
-                env={**os.environ, "RAGSVC_LOG_LEVEL": "info"},
+                env=self.env,
             )
         deadline = time.monotonic() + 120
         while True:

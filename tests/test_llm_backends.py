@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import TestClient
 
@@ -298,3 +299,96 @@ def test_templates_are_listed_and_checked_at_start(tmp_path: Path, embedder: Emb
     with pytest.raises(BaseExceptionGroup) as raised, _client(settings, embedder):
         pass
     assert raised.group_contains(TemplateError, match="undeclared variables")
+
+
+@pytest.mark.parametrize("sink", ["sqlite", "jsonl"])
+def test_every_query_is_logged(
+    tmp_path: Path,
+    embedder: Embedder,
+    sink: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ragsvc.cli import main
+
+    fake = FakeLLM("cohere")
+    settings = _settings(tmp_path, fake, interaction_log=sink)
+    try:
+        with _client(settings, embedder) as client:
+            _ingest(client)
+            answered = client.post("/query", json={"question": QUESTION}).json()
+            client.post("/query", json={"question": QUESTION, "stream": True})
+            fake.script = ["bad-json"]
+            failed = client.post(
+                "/query", json={"question": "Which pests?", "response_schema": {"type": "array"}}
+            )
+            assert failed.status_code == 502
+    finally:
+        fake.close()
+    monkeypatch.setenv("RAGSVC_INTERACTION_LOG", sink)
+    code = main(["--data-dir", settings.data_dir, "log", "tail", "-n", "5", "--json"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert API_KEY not in out
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["streamed"] for r in records] == [False, True, False]
+    first = records[0]
+    assert first["request_id"] == answered["request_id"]
+    assert first["backend"] == "cohere" and first["model"] == "fake-model"
+    assert first["template"] == "qa@1" and first["prompt_tokens"] == 120
+    assert first["chunk_ids"] and len(first["scores"]) == len(first["chunk_ids"])
+    assert first["embed_ms"] is not None and first["total_ms"] >= first["answer_ms"]
+    assert first["confidence"] == answered["confidence"] and first["error"] is None
+    assert records[1]["cached"] is True  # same deterministic question, same index
+    assert "does not match response_schema" in records[2]["error"]
+    code = main(["--data-dir", settings.data_dir, "log", "tail"])
+    assert code == 0 and "cohere/fake-model" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_client_disconnect_cancels_the_upstream_request(tmp_path: Path) -> None:
+    from tests.test_e2e import Server
+
+    fake = FakeLLM("openai", token_delay=0.3)
+    fake.answer = lambda system, user, wants_json: " ".join(["word"] * 60) + " [1]"
+    env = {
+        "RAGSVC_ANSWER_BACKEND": "openai",
+        "RAGSVC_LLM_BASE_URL": fake.base_url,
+        "RAGSVC_LLM_API_KEY": API_KEY,
+        "RAGSVC_LLM_MODEL": "fake-model",
+    }
+    server = Server(tmp_path / "data", tmp_path / "server.log", env).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            upload = client.post("/documents?wait=true", files=[("files", ("guide.md", GUIDE))])
+            assert upload.status_code == 200
+            with client.stream(
+                "POST", "/query", json={"question": QUESTION, "stream": True}
+            ) as response:
+                for line in response.iter_lines():
+                    if line.startswith("event: token"):
+                        break  # one token read: hang up mid-answer
+        assert fake.cancelled.wait(15), "the upstream request was not cancelled"
+        assert len(fake.requests) == 1
+    finally:
+        server.stop()
+        fake.close()
+
+
+def test_unsupported_and_unknown_citations_are_dropped(tmp_path: Path, embedder: Embedder) -> None:
+    fake = FakeLLM("gemini")
+    fake.answer = lambda system, user, wants_json: (
+        "Tomatoes need at least eight hours of direct sunlight every day [1] [9]. "
+        "Penguins migrate across Antarctic sea ice every winter [1]."
+    )
+    try:
+        with _client(_settings(tmp_path, fake), embedder) as client:
+            _ingest(client)
+            body = client.post("/query", json={"question": QUESTION}).json()
+    finally:
+        fake.close()
+    assert body["citations_dropped"] == 2  # [9] names no passage; penguins are not in [1]
+    assert "[9]" not in body["answer"]
+    assert "eight hours of direct sunlight every day [1]." in body["answer"]
+    assert "Penguins migrate across Antarctic sea ice every winter." in body["answer"]
+    assert [s["number"] for s in body["sources"] if s["cited"]] == [1]

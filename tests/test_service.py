@@ -28,6 +28,7 @@ ROUTES = {
     ("post", "/query"),
     ("get", "/health"),
     ("get", "/ready"),
+    ("get", "/templates"),
 }
 NOTES = (
     b"# Field notes\n\nThe lighthouse keeper logs the weather every morning at six.\n\n"

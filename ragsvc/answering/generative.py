@@ -290,7 +290,9 @@ class GenerativeBackend:
                     markers.append(number)
                 if number not in kept:
                     kept.append(number)
-            sentences.append(claim + "".join(f" [{n}]" for n in markers))
+            cites = "".join(f" [{n}]" for n in markers)
+            end_mark = claim[-1] if claim and claim[-1] in ".!?" else ""
+            sentences.append(claim[: len(claim) - len(end_mark)] + cites + end_mark)
         return " ".join(s for s in sentences if s), kept, dropped
 
     def supports(self, claim: str, passage: Passage) -> bool:
