@@ -16,6 +16,7 @@ from indexes.errors import (
     StoreMissing,
     WriterBusy,
 )
+from indexes.retrieval import SearchFilter
 from indexes.store import DEFAULT_COLLECTION, ChunkRow, DocumentRow, NewChunk, NewDocument
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "NewDocument",
     "NotFound",
     "SchemaTooNew",
+    "SearchFilter",
     "SearchHit",
     "StoreMissing",
     "WriterBusy",

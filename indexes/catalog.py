@@ -40,6 +40,14 @@ from indexes.manifest import (
     read_manifest,
     write_manifest,
 )
+from indexes.retrieval import (
+    Fusion,
+    Mode,
+    SearchFilter,
+    fts_query,
+    fuse_rrf,
+    fuse_weighted,
+)
 from indexes.store import NewDocument, Store, utc_now
 from indexes.vectors import FaissIndex, IndexType
 
@@ -69,6 +77,8 @@ class SearchHit(msgspec.Struct, frozen=True):
     char_start: int
     char_end: int
     text: str
+    similarity: float | None = None
+    """Cosine similarity to the query vector, whatever ranked the hit (None without one)."""
 
 
 class CollectionStats(msgspec.Struct, frozen=True):
@@ -522,17 +532,97 @@ class Catalog:
         self, query_vector: np.ndarray, k: int = 10, collection: str | None = None
     ) -> list[SearchHit]:
         """Top-k chunks by cosine similarity, optionally within one collection."""
-        allowed = None
-        if collection is not None:
-            allowed = self.store.chunk_ids(collection)
-            if len(allowed) == 0:
-                return []
+        return self.retrieve(k=k, vector=query_vector, filters=SearchFilter(collection=collection))
+
+    def retrieve(
+        self,
+        *,
+        k: int,
+        vector: np.ndarray | None = None,
+        text: str | None = None,
+        mode: Mode = "dense",
+        filters: SearchFilter | None = None,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        dense_weight: float = 0.5,
+        candidates: int = 100,
+    ) -> list[SearchHit]:
+        """Top-k chunks by dense similarity, BM25, or both fused, among chunks that match
+        `filters` (k of them whenever k match). `vector` is needed for dense and hybrid,
+        `text` for lexical and hybrid."""
+        filters = filters or SearchFilter()
+        if filters.collection is not None:
+            self.require_collection(filters.collection)
+        allowed = None if filters.is_empty else self._filtered_ids(filters)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        depth = max(k, candidates) if mode == "hybrid" else k
+        dense: list[tuple[int, float]] = []
+        lexical: list[tuple[int, float]] = []
+        if mode in ("dense", "hybrid"):
+            if vector is None:
+                raise ValueError(f"{mode} retrieval needs a query vector")
+            dense = self._dense(vector, depth, allowed)
+        if mode in ("lexical", "hybrid"):
+            if text is None:
+                raise ValueError(f"{mode} retrieval needs the query text")
+            lexical = self._lexical(text, depth, filters)
+        if mode == "dense":
+            ranked = dense
+        elif mode == "lexical":
+            ranked = lexical
+        elif fusion == "rrf":
+            ranked = fuse_rrf([dense, lexical], rrf_k)
+        else:
+            ranked = fuse_weighted(dense, lexical, dense_weight)
+        hits = self.hits(ranked[:k])
+        if vector is None or not hits:
+            return hits
+        if mode == "dense":
+            return [msgspec.structs.replace(h, similarity=h.score) for h in hits]
+        similarity = self._similarities(vector, [h.chunk_id for h in hits])
+        return [msgspec.structs.replace(h, similarity=similarity.get(h.chunk_id)) for h in hits]
+
+    def _filtered_ids(self, filters: SearchFilter) -> np.ndarray:
+        where, params = filters.where()
+        rows = self.store.reader().execute(
+            "SELECT ch.id FROM chunks ch JOIN documents d ON d.id = ch.document_id "
+            f"JOIN collections col ON col.id = d.collection_id WHERE {where} ORDER BY ch.id",
+            params,
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def _dense(
+        self, vector: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> list[tuple[int, float]]:
         with self._index_lock:
             if len(self._index) == 0:
                 return []
-            scores, ids = self._index.search(query_vector, k, allowed)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        return self.hits(pairs)
+            scores, ids = self._index.search(vector, k, allowed)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def _lexical(self, text: str, k: int, filters: SearchFilter) -> list[tuple[int, float]]:
+        query = fts_query(text)
+        if query is None:
+            return []
+        where, params = filters.where()
+        rows = self.store.reader().execute(
+            "SELECT ch.id, -bm25(chunks_fts) FROM chunks_fts "
+            "JOIN chunks ch ON ch.id = chunks_fts.rowid "
+            "JOIN documents d ON d.id = ch.document_id "
+            "JOIN collections col ON col.id = d.collection_id "
+            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY bm25(chunks_fts) LIMIT ?",
+            [query, *params, k],
+        )
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def _similarities(self, vector: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        found: dict[int, float] = {}
+        for ids, vectors in self.store.vectors_for_chunks(self.model_id, chunk_ids, self.dimension):
+            for chunk_id, score in zip(ids.tolist(), (vectors @ query).tolist(), strict=True):
+                found[int(chunk_id)] = float(score)
+        return found
 
     def hits(self, pairs: Sequence[tuple[int, float]]) -> list[SearchHit]:
         """Resolve (chunk id, score) pairs to hits, in the given order, skipping deleted ones."""

@@ -102,6 +102,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX jobs_pending ON jobs(state, created_at);
     """,
+    # 3: lexical search. FTS5 over chunk text, maintained by triggers, so the index changes in
+    # the same transaction as the chunks and can never drift from them.
+    """
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 DEFAULT_COLLECTION = "default"
@@ -273,15 +287,15 @@ class Store:
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(self._too_new_message(version))
         for number in range(version, SCHEMA_VERSION):
-            conn.execute("BEGIN IMMEDIATE")
+            # One transaction per migration; executescript keeps trigger bodies whole.
             try:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number + 1}")
-                conn.execute("COMMIT")
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]}\n"
+                    f"PRAGMA user_version = {number + 1};\nCOMMIT;"
+                )
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     # -- meta --------------------------------------------------------------------------------

@@ -117,3 +117,18 @@ def _records(path: Path) -> Iterator[RecordSource]:
 def count_lines(path: Path) -> int:
     with open(path, "rb") as handle:
         return sum(1 for line in handle if line.strip())
+
+
+class TextSource:
+    """Text already in memory (evaluation data, an API payload), one document."""
+
+    def __init__(self, name: str, text: str, metadata: dict[str, Any] | None = None) -> None:
+        self.name = self.key = name
+        self.text = text
+        self.metadata = metadata or {}
+
+    def load(self) -> Loaded:
+        if not self.text.strip():
+            raise InvalidRecord(f"{self.name} has no text")
+        extracted = Extracted("text/plain", self.text)
+        return Loaded(self.text.encode("utf-8"), self.name, dict(self.metadata), extracted)

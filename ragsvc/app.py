@@ -26,8 +26,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from indexes import Catalog, ChunkRow, DocumentRow, SearchHit
+from indexes import Catalog, ChunkRow, DocumentRow, SearchFilter, SearchHit
 from indexes.jobs import Job, JobStore, NewJob
+from indexes.retrieval import Mode
 from ingest import Chunker, Embedder, EmptyDocument, IngestPipeline, UnsupportedType
 from ingest.extract import sniff
 from ragsvc import __version__
@@ -37,9 +38,12 @@ from ragsvc.answering.chat import BackendError
 from ragsvc.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, handle_exception
 from ragsvc.interactions import Interaction, InteractionLog
 from ragsvc.jobs import JobRunner
+from ragsvc.retrieval import passages as to_passages
+from ragsvc.retrieval import retrieve
 from ragsvc.schemas import (
     ChunkList,
     DocumentList,
+    Filters,
     Health,
     JobList,
     QueryRequest,
@@ -231,29 +235,43 @@ def delete_document(state: State, document_id: FromPath[int]) -> None:
 
 
 def _retrieve(
-    services: Services, text: str, field: str, k: int, collection: str | None
+    services: Services,
+    text: str,
+    field: str,
+    k: int,
+    collection: str | None,
+    mode: Mode | None = None,
+    filters: Filters | None = None,
 ) -> tuple[list[SearchHit], Timings]:
-    """Embed `text` and return the top-k chunks, with the time each stage took."""
+    """The top-k chunks for `text`, with the time each stage took."""
     if not text.strip():
         raise BadRequest(f"{field} is empty")
-    started = time.perf_counter()
-    if collection is not None:
-        services.catalog.require_collection(collection)
-    vector = services.embedder.embed_query(text)
-    embedded = time.perf_counter()
-    hits = services.catalog.search(vector, k, collection)
-    done = time.perf_counter()
+    search_filter = SearchFilter(
+        collection=collection,
+        document_ids=filters.document_ids if filters else None,
+        media_types=filters.media_types if filters else None,
+        metadata=filters.metadata if filters else None,
+    )
+    hits, embed_s, search_s = retrieve(
+        services.catalog,
+        services.embedder,
+        services.settings,
+        text,
+        k=k,
+        mode=mode,
+        filters=search_filter,
+    )
     timings = Timings(
-        embed_ms=_ms(embedded - started),
-        search_ms=_ms(done - embedded),
-        total_ms=_ms(done - started),
+        embed_ms=_ms(embed_s), search_ms=_ms(search_s), total_ms=_ms(embed_s + search_s)
     )
     return hits, timings
 
 
 @post("/search", status_code=200, summary="Top-k chunks for a query", sync_to_thread=True)
 def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
-    hits, timings = _retrieve(_services(state), data.query, "query", data.k, data.collection)
+    hits, timings = _retrieve(
+        _services(state), data.query, "query", data.k, data.collection, data.mode, data.filters
+    )
     return SearchResponse(hits, timings)
 
 
@@ -288,22 +306,10 @@ def _query(
     streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
     if streaming and data.response_schema is not None:
         raise BadRequest("stream and response_schema cannot be combined")
-    hits, retrieval = _retrieve(services, data.question, "question", data.k, data.collection)
-    passages = [
-        Passage(
-            number=i,
-            chunk_id=h.chunk_id,
-            document_id=h.document_id,
-            source_name=h.source_name,
-            text=h.text,
-            score=h.score,
-            page_start=h.page_start,
-            page_end=h.page_end,
-            char_start=h.char_start,
-            char_end=h.char_end,
-        )
-        for i, h in enumerate(hits, start=1)
-    ]
+    hits, retrieval = _retrieve(
+        services, data.question, "question", data.k, data.collection, data.mode, data.filters
+    )
+    passages = to_passages(hits)
     key = backend.cache_key(data.question, passages, data.response_schema)
     if key is not None:
         key = f"{key}:{services.catalog.store.generation()}"

@@ -19,7 +19,8 @@ from typing import Any
 
 import msgspec
 
-from indexes import Catalog, IndexesError
+from indexes import Catalog, IndexesError, SearchFilter
+from indexes.retrieval import MODES
 from indexes.vectors import INDEX_TYPES
 from ingest import (
     Chunker,
@@ -35,6 +36,7 @@ from ingest import (
 )
 from ingest.sources import Source, count_lines
 from ragsvc.answering.prompts import TemplateError
+from ragsvc.retrieval import retrieve
 from ragsvc.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILURES, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5, help="number of chunks (1-1000, default 5)")
     search.add_argument("--collection")
+    search.add_argument("--mode", choices=MODES, help="default: the retrieval_mode setting")
     search.add_argument("--json", action="store_true", help="print JSON")
 
     rebuild = commands.add_parser(
@@ -96,6 +99,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="bind address (setting host, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (setting port, default 8000)")
+
+    evaluate = commands.add_parser("eval", help="measure retrieval or answer quality")
+    eval_commands = evaluate.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    retrieval = eval_commands.add_parser(
+        "retrieval",
+        help="nDCG, recall, MRR and latency on a BEIR dataset",
+        description="Ingest (or reuse) a BEIR corpus in its own data folder, run the split's "
+        "queries and report nDCG@k, recall@k, recall@100, MRR@k and latency per mode.",
+    )
+    retrieval.add_argument("--beir", type=Path, required=True, metavar="DIR")
+    retrieval.add_argument("--split", default="test")
+    retrieval.add_argument("--mode", choices=[*MODES, "all"], default="all")
+    retrieval.add_argument("--k", type=int, default=10)
+    retrieval.add_argument("--eval-dir", type=Path, help="default: ./eval-data/<DIR name>")
+    retrieval.add_argument("--output", type=Path, help="JSON report (default: in --eval-dir)")
+    retrieval.add_argument("--baseline", type=Path, help="fail when below this report")
+    retrieval.add_argument("--tolerance", type=float, default=0.01)
+    answers = eval_commands.add_parser(
+        "answers",
+        help="answer quality and confidence AUROC on SQuAD-format data",
+        description="Index the paragraphs of most articles, leave some articles out (their "
+        "questions become unanswerable), answer every question through /query's path.",
+    )
+    answers.add_argument("--squad", type=Path, required=True, metavar="FILE")
+    answers.add_argument("--holdout", type=float, default=0.2, help="share of articles left out")
+    answers.add_argument("--k", type=int, default=5)
+    answers.add_argument("--eval-dir", type=Path, help="default: ./eval-data/<FILE stem>")
+    answers.add_argument("--output", type=Path, help="JSON report (default: in --eval-dir)")
 
     log = commands.add_parser("log", help="the interaction log of /query")
     log_commands = log.add_subparsers(dest="log_command", required=True, metavar="LOG_COMMAND")
@@ -127,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "delete": cmd_delete,
             "serve": cmd_serve,
             "log": cmd_log,
+            "eval": cmd_eval,
         }[args.command]
         return handler(settings, args)
     except (
@@ -270,9 +302,15 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError("the query is empty")
     embedder = make_embedder(settings)
     with open_catalog(settings, embedder, readonly=True) as catalog:
-        if args.collection:
-            catalog.require_collection(args.collection)
-        hits = catalog.search(embedder.embed_query(args.query), args.k, args.collection)
+        hits, _, _ = retrieve(
+            catalog,
+            embedder,
+            settings,
+            args.query,
+            k=args.k,
+            mode=args.mode,
+            filters=SearchFilter(collection=args.collection),
+        )
     if args.json:
         print(msgspec.json.encode(hits).decode())
         return EXIT_OK
@@ -366,6 +404,119 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return EXIT_OK
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    if args.eval_command == "retrieval":
+        return _eval_retrieval(settings, args)
+    return _eval_answers(settings, args)
+
+
+def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
+    from ragsvc.evaluation import retrieval as evaluation
+
+    corpus = args.beir / "corpus.jsonl"
+    if not corpus.is_file() or not (args.beir / "qrels" / f"{args.split}.tsv").is_file():
+        raise CommandError(f"{args.beir} is not a BEIR folder with split {args.split!r}")
+    if args.k < 1:
+        raise CommandError("--k must be at least 1")
+    baseline = _read_json(args.baseline) if args.baseline else None
+    eval_dir = args.eval_dir or Path("eval-data") / args.beir.resolve().name
+    queries, qrels = evaluation.load_beir(args.beir, args.split)
+    embedder = make_embedder(settings)
+    eval_settings = msgspec.structs.replace(settings, data_dir=str(eval_dir))
+    with open_catalog(eval_settings, embedder) as catalog:
+        print(f"ingesting {corpus} into {eval_dir} (known documents are skipped)", file=sys.stderr)
+        added, unchanged = evaluation.ingest_corpus(catalog, embedder, settings, corpus)
+        print(f"{added} added, {unchanged} already there; {len(queries)} queries", file=sys.stderr)
+        modes = list(MODES) if args.mode == "all" else [args.mode]
+        results = evaluation.evaluate(catalog, embedder, settings, queries, qrels, modes, args.k)
+        stats = catalog.stats()
+    report = {
+        "dataset": args.beir.resolve().name,
+        "split": args.split,
+        "queries": len(queries),
+        "documents": stats.documents,
+        "chunks": stats.chunks,
+        "k": args.k,
+        "model": embedder.model_id,
+        "fusion": {
+            "method": settings.fusion,
+            "rrf_k": settings.fusion_rrf_k,
+            "dense_weight": settings.fusion_dense_weight,
+            "candidates": settings.fusion_candidates,
+        },
+        "modes": results,
+    }
+    output = args.output or eval_dir / f"retrieval-{args.split}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    names = list(next(iter(results.values())))
+    print(
+        _table(["mode", *names], [[m, *(str(v) for v in r.values())] for m, r in results.items()])
+    )
+    print(f"\nreport: {output}")
+    if baseline is not None:
+        failures = evaluation.regressions(report, baseline, args.tolerance)
+        if failures:
+            print("\nregression against " + str(args.baseline) + ":", file=sys.stderr)
+            for failure in failures:
+                print(f"  {failure}", file=sys.stderr)
+            return EXIT_FAILURES
+        print(f"no regression against {args.baseline} (tolerance {args.tolerance})")
+    return EXIT_OK
+
+
+def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:
+    from ragsvc.answering import build_backends
+    from ragsvc.evaluation import answers as evaluation
+
+    if not args.squad.is_file():
+        raise CommandError(f"no such file: {args.squad}")
+    try:
+        articles = evaluation.load_squad(args.squad)
+        indexed, left_out = evaluation.split_articles(articles, args.holdout)
+    except (KeyError, ValueError, TypeError) as error:
+        raise CommandError(f"{args.squad} is not SQuAD-format data: {error}") from None
+    eval_dir = args.eval_dir or Path("eval-data") / args.squad.stem
+    embedder = make_embedder(settings)
+    backend = build_backends(settings, embedder)[settings.answer_backend]
+    eval_settings = msgspec.structs.replace(settings, data_dir=str(eval_dir))
+    with open_catalog(eval_settings, embedder) as catalog:
+        documents = evaluation.ingest_articles(catalog, embedder, settings, indexed)
+        print(
+            f"{documents} paragraphs of {len(indexed)} articles indexed; "
+            f"{len(left_out)} articles left out",
+            file=sys.stderr,
+        )
+        results = evaluation.evaluate(
+            catalog, embedder, settings, backend, indexed, left_out, args.k
+        )
+    report = {
+        "dataset": args.squad.name,
+        "backend": backend.name,
+        "retrieval_mode": settings.retrieval_mode,
+        "k": args.k,
+        "holdout": args.holdout,
+        "left_out_articles": [a.title for a in left_out],
+        "min_confidence": settings.answer_min_confidence,
+        **results,
+    }
+    output = args.output or eval_dir / "answers.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(_table(["metric", "value"], [[k, str(v)] for k, v in results.items()]))
+    print(f"\nreport: {output}")
+    return EXIT_OK
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CommandError(f"no such file: {path}") from None
+    except json.JSONDecodeError as error:
+        raise CommandError(f"{path} is not valid JSON: {error}") from None
 
 
 def cmd_log(settings: Settings, args: argparse.Namespace) -> int:

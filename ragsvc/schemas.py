@@ -13,6 +13,7 @@ from msgspec import Meta
 
 from indexes import ChunkRow, DocumentRow, SearchHit
 from indexes.jobs import Job
+from indexes.retrieval import MetadataValue, Mode
 
 Question = Annotated[str, Meta(min_length=1, max_length=10_000)]
 TopK = Annotated[int, Meta(ge=1, le=100)]
@@ -23,16 +24,29 @@ class RequestBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+class Filters(RequestBody):
+    """Every given condition must hold; `metadata` is equality on user metadata keys."""
+
+    document_ids: Annotated[list[int], Meta(max_length=10_000)] | None = None
+    media_types: list[str] | None = None
+    metadata: dict[str, MetadataValue] | None = None
+
+
 class SearchRequest(RequestBody):
     query: Question
     k: TopK = 5
     collection: CollectionName | None = None
+    mode: Mode | None = None
+    """`dense`, `lexical` or `hybrid`; the `retrieval_mode` setting when absent."""
+    filters: Filters | None = None
 
 
 class QueryRequest(RequestBody):
     question: Question
     k: TopK = 5
     collection: CollectionName | None = None
+    mode: Mode | None = None
+    filters: Filters | None = None
     backend: str | None = None
     """`extractive`, or the configured `answer_backend` (the default)."""
     stream: bool = False

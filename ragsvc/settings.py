@@ -34,6 +34,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     chunk_overlap_tokens: Annotated[int, Meta(ge=0, le=10_000)] = 32
     ingest_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
     index_type: Literal["flat", "hnsw", "ivf"] = "flat"
+    retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion_rrf_k: Annotated[int, Meta(ge=1, le=10_000)] = 60
+    fusion_dense_weight: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    fusion_candidates: Annotated[int, Meta(ge=1, le=10_000)] = 100
     index_save_interval: Annotated[float, Meta(ge=0)] = 30.0
     default_collection: Annotated[str, Meta(min_length=1, max_length=200)] = "default"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
@@ -111,6 +116,17 @@ SETTINGS_HELP: dict[str, str] = {
         "(exact), `hnsw` or `ivf` (approximate, for large stores). An existing index keeps its "
         "kind until `ragsvc rebuild --index-type` changes it."
     ),
+    "retrieval_mode": (
+        "Default retrieval for search and query: `dense` (FAISS), `lexical` (SQLite FTS5 BM25) "
+        "or `hybrid` (both, fused). Requests and `ragsvc search --mode` may override it."
+    ),
+    "fusion": (
+        "How hybrid retrieval fuses the two lists: `rrf` (reciprocal rank fusion) or `weighted` "
+        "(min-max normalised scores, weighted by `fusion_dense_weight`)."
+    ),
+    "fusion_rrf_k": "The k constant of reciprocal rank fusion: score = sum of 1 / (k + rank).",
+    "fusion_dense_weight": "Weight of the dense scores in weighted fusion (lexical gets the rest).",
+    "fusion_candidates": "Candidates taken from each retriever before hybrid fusion.",
     "index_save_interval": (
         "Seconds between saves of the vector index file during writes (it is always saved at "
         "the end of a command; after a crash it is caught up from the store)."

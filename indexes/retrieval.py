@@ -1,0 +1,97 @@
+"""Retrieval building blocks: filters, FTS5 query text, and fusion of ranked lists.
+
+Fusion combines the dense (FAISS) and lexical (FTS5 BM25) candidate lists:
+
+- reciprocal rank fusion: score = Σ 1 / (rrf_k + rank), rank counted from 1 in each list;
+  it uses ranks only, so it needs no calibration between the two score scales;
+- weighted fusion: each list's scores min-max normalised to [0, 1] over its candidates, then
+  `dense_weight · dense + (1 - dense_weight) · lexical` (0 for a list a chunk is absent from).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import msgspec
+
+Mode = Literal["dense", "lexical", "hybrid"]
+Fusion = Literal["rrf", "weighted"]
+MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
+MetadataValue = str | int | float | bool
+
+_TERM = re.compile(r"\w+", re.UNICODE)
+_MAX_TERMS = 64
+
+
+class SearchFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Chunks must match every given condition."""
+
+    collection: str | None = None
+    document_ids: list[int] | None = None
+    media_types: list[str] | None = None
+    metadata: dict[str, MetadataValue] | None = None
+    """Equality on top-level keys of the documents' user metadata."""
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.collection or self.document_ids or self.media_types or self.metadata)
+
+    def where(self) -> tuple[str, list[object]]:
+        """A SQL condition on `d` (documents) and `col` (collections), and its parameters."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if self.collection is not None:
+            clauses.append("col.name = ?")
+            params.append(self.collection)
+        if self.document_ids:
+            clauses.append(f"d.id IN ({','.join('?' * len(self.document_ids))})")
+            params.extend(self.document_ids)
+        if self.media_types:
+            clauses.append(f"d.media_type IN ({','.join('?' * len(self.media_types))})")
+            params.extend(self.media_types)
+        for key, value in (self.metadata or {}).items():
+            path = '$."' + key.replace('"', '""') + '"'
+            clauses.append("json_extract(d.metadata, ?) = ?")
+            params.extend([path, int(value) if isinstance(value, bool) else value])
+        return (" AND ".join(clauses) or "1"), params
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 query matching any word of `text` (quoted, so no word is read as syntax)."""
+    terms: list[str] = []
+    for term in _TERM.findall(text.lower()):
+        if term not in terms:
+            terms.append(term)
+    if not terms:
+        return None
+    return " OR ".join(f'"{term}"' for term in terms[:_MAX_TERMS])
+
+
+def fuse_rrf(
+    lists: Sequence[Sequence[tuple[int, float]]], rrf_k: int = 60
+) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranked in lists:
+        for rank, (chunk_id, _) in enumerate(ranked, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (rrf_k + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def fuse_weighted(
+    dense: Sequence[tuple[int, float]],
+    lexical: Sequence[tuple[int, float]],
+    dense_weight: float = 0.5,
+) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranked, weight in ((dense, dense_weight), (lexical, 1.0 - dense_weight)):
+        if not ranked:
+            continue
+        values = [score for _, score in ranked]
+        low, high = min(values), max(values)
+        span = high - low
+        for chunk_id, score in ranked:
+            normalised = (score - low) / span if span > 0 else 1.0
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight * normalised
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))

@@ -1,0 +1,1 @@
+"""Built-in evaluation: retrieval quality on BEIR data, answer quality on SQuAD data."""

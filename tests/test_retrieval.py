@@ -1,0 +1,251 @@
+"""Hybrid retrieval, filters, FTS consistency and the evaluation commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from indexes import Catalog, SearchFilter
+from indexes.retrieval import fts_query, fuse_rrf, fuse_weighted
+from ingest import Chunker, Embedder, IngestPipeline, file_sources
+from ingest.sources import TextSource
+from ragsvc.app import create_app
+from ragsvc.cli import main
+from ragsvc.settings import Settings
+from tests.conftest import write_corpus
+
+
+def _ingest(
+    catalog: Catalog,
+    embedder: Embedder,
+    chunker: Chunker,
+    sources: Any,
+    collection: str,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    report = IngestPipeline(catalog, embedder, chunker).run(
+        sources, collection=collection, metadata=metadata
+    )
+    assert not report.failures
+
+
+def test_fusion_by_hand() -> None:
+    dense = [(1, 0.9), (2, 0.8), (3, 0.1)]
+    lexical = [(3, 12.0), (1, 6.0)]
+    fused = dict(fuse_rrf([dense, lexical], rrf_k=60))
+    assert fused[1] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused[3] == pytest.approx(1 / 63 + 1 / 61)
+    assert [i for i, _ in fuse_rrf([dense, lexical])] == [1, 3, 2]
+    weighted = dict(fuse_weighted(dense, lexical, dense_weight=0.5))
+    assert weighted[1] == pytest.approx(0.5 * 1.0 + 0.5 * 0.0)
+    assert weighted[3] == pytest.approx(0.5 * 0.0 + 0.5 * 1.0)
+    assert weighted[2] == pytest.approx(0.5 * (0.8 - 0.1) / 0.8)
+    assert fts_query('what "is" NEAR(x) OR y*?') == '"what" OR "is" OR "near" OR "x" OR "or" OR "y"'
+    assert fts_query("?!") is None
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_filters_keep_other_chunks_out_and_return_k(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker, tmp_path: Path, mode: str
+) -> None:
+    write_corpus(tmp_path / "a", 12, seed=1)
+    write_corpus(tmp_path / "b", 12, seed=2)
+    _ingest(catalog, embedder, chunker, file_sources([tmp_path / "a"]), "alpha", {"team": "red"})
+    _ingest(catalog, embedder, chunker, file_sources([tmp_path / "b"]), "beta", {"team": "blue"})
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.md").write_text("# Tides\n\nThe moon pulls the tides twice a day.\n")
+    _ingest(catalog, embedder, chunker, file_sources([tmp_path / "c"]), "beta", {"team": "blue"})
+    query = "how the moon moves the tides"
+
+    def run(filters: SearchFilter, k: int = 10) -> list[Any]:
+        return catalog.retrieve(
+            k=k,
+            vector=embedder.embed_query(query),
+            text=query,
+            mode=mode,
+            filters=filters,  # type: ignore[arg-type]
+        )
+
+    beta = run(SearchFilter(collection="beta"))
+    assert len(beta) == 10 and {h.collection for h in beta} == {"beta"}
+    blue = run(SearchFilter(metadata={"team": "blue"}))
+    assert len(blue) == 10 and {h.collection for h in blue} == {"beta"}
+    markdown = run(SearchFilter(media_types=["text/markdown"]))
+    assert [h.source_name for h in markdown] == ["c/notes.md"]  # fewer match than k: all of them
+    some = catalog.store.documents("alpha")[:2]
+    chosen = run(SearchFilter(document_ids=[d.id for d in some]), k=50)
+    chunks = sum(d.chunk_count for d in some)
+    assert len(chosen) == chunks and {h.document_id for h in chosen} == {d.id for d in some}
+    assert run(SearchFilter(collection="alpha", metadata={"team": "blue"})) == []
+    assert all(h.similarity is not None for h in beta)
+
+
+def test_lexical_index_follows_deletes_and_replacements(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker
+) -> None:
+    _ingest(catalog, embedder, chunker, [TextSource("a", "Zebras graze on the savanna.")], "c")
+    (hit,) = catalog.retrieve(k=5, text="zebras", mode="lexical")
+    catalog.delete_document(hit.document_id)
+    assert catalog.retrieve(k=5, text="zebras", mode="lexical") == []
+    _ingest(catalog, embedder, chunker, [TextSource("b", "Old text about walruses.")], "c")
+    _ingest(catalog, embedder, chunker, [TextSource("b", "New text about narwhals.")], "c")
+    assert catalog.retrieve(k=5, text="walruses", mode="lexical") == []
+    assert len(catalog.retrieve(k=5, text="narwhals", mode="lexical")) == 1
+
+
+def test_search_endpoint_modes_and_filters(tmp_path: Path, embedder: Embedder) -> None:
+    settings = Settings(data_dir=str(tmp_path / "data"))
+    with TestClient(create_app(settings, embedder=embedder)) as client:
+        for name, collection, team in (("a.md", "x", "red"), ("b.md", "y", "blue")):
+            response = client.post(
+                "/documents?wait=true",
+                files=[
+                    ("files", (name, f"# {name}\n\nWalruses and moons, {team} team.\n".encode()))
+                ],
+                data={"collection": collection, "metadata": json.dumps({"team": team})},
+            )
+            assert response.status_code == 200
+        for mode in ("dense", "lexical", "hybrid"):
+            body = client.post(
+                "/search",
+                json={"query": "walruses", "mode": mode, "filters": {"metadata": {"team": "blue"}}},
+            ).json()
+            assert [h["source_name"] for h in body["results"]] == ["b.md"], mode
+        bad = client.post("/search", json={"query": "x", "mode": "psychic"})
+        assert bad.status_code == 400
+        bad = client.post("/search", json={"query": "x", "filters": {"colour": "red"}})
+        assert bad.status_code == 400 and "colour" in bad.json()["detail"]
+
+
+def _tiny_beir(folder: Path) -> Path:
+    folder.mkdir()
+    topics = {
+        "d1": ("Volcanoes", "Magma rises through the crust and erupts as lava from volcanoes."),
+        "d2": ("Tides", "The gravitational pull of the moon raises the ocean tides."),
+        "d3": ("Bees", "Honey bees dance to tell the hive where flowers are."),
+        "d4": ("Glaciers", "Glaciers carve deep valleys as the ice slides downhill."),
+        "d5": ("Vaccines", "Vaccines train the immune system to recognise a virus."),
+    }
+    with open(folder / "corpus.jsonl", "w") as handle:
+        for doc_id, (title, text) in topics.items():
+            handle.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    queries = {
+        "q1": "what makes lava erupt",
+        "q2": "why are there tides",
+        "q3": "how do bees communicate",
+        "q4": "how does immunisation work",
+    }
+    with open(folder / "queries.jsonl", "w") as handle:
+        for query_id, text in queries.items():
+            handle.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq3\td3\t1\nq4\td5\t1\n"
+    )
+    return folder
+
+
+def test_eval_retrieval_and_the_regression_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    beir = _tiny_beir(tmp_path / "tiny")
+    eval_dir = tmp_path / "eval"
+    report = tmp_path / "report.json"
+    args = ["eval", "retrieval", "--beir", str(beir), "--eval-dir", str(eval_dir)]
+    assert main([*args, "--output", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert set(result["modes"]) == {"dense", "lexical", "hybrid"}
+    for metrics in result["modes"].values():
+        assert {"ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_p50_ms"} <= set(metrics)
+        assert 0.0 <= metrics["ndcg@10"] <= 1.0
+    assert result["modes"]["hybrid"]["recall@10"] == 1.0
+    capsys.readouterr()
+
+    assert main([*args, "--baseline", str(report)]) == 0  # the same figures pass
+    higher = json.loads(report.read_text())
+    higher["modes"]["hybrid"]["mrr@10"] = 1.5
+    deliberately_higher = tmp_path / "higher.json"
+    deliberately_higher.write_text(json.dumps(higher))
+    assert main([*args, "--baseline", str(deliberately_higher)]) == 1
+    err = capsys.readouterr().err
+    assert "hybrid mrr@10" in err and "baseline 1.5000" in err
+    assert main([*args, "--baseline", str(tmp_path / "missing.json")]) == 2
+
+
+def test_eval_answers_on_a_small_squad_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    articles = []
+    facts = [
+        ("Volcano", "Mount Etna is on the island of Sicily.", "Where is Mount Etna?", "Sicily"),
+        (
+            "River",
+            "The Danube flows into the Black Sea.",
+            "Where does the Danube flow?",
+            "Black Sea",
+        ),
+        (
+            "Tower",
+            "The Eiffel Tower was finished in 1889.",
+            "When was the Eiffel Tower finished?",
+            "1889",
+        ),
+        (
+            "Desert",
+            "The Atacama is among the driest places on Earth.",
+            "What is the Atacama?",
+            "driest",
+        ),
+        (
+            "Forest",
+            "The Amazon rainforest spans nine countries.",
+            "How many countries does the Amazon span?",
+            "nine",
+        ),
+    ]
+    for title, context, question, answer in facts:
+        articles.append(
+            {
+                "title": title,
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [
+                            {
+                                "id": title,
+                                "question": question,
+                                "answers": [
+                                    {"text": answer, "answer_start": context.index(answer)}
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    squad = tmp_path / "mini.json"
+    squad.write_text(json.dumps({"version": "1.1", "data": articles}))
+    output = tmp_path / "answers.json"
+    code = main(
+        [
+            "eval",
+            "answers",
+            "--squad",
+            str(squad),
+            "--eval-dir",
+            str(tmp_path / "e"),
+            "--output",
+            str(output),
+        ]
+    )
+    assert code == 0
+    report = json.loads(output.read_text())
+    assert report["answerable_questions"] == 4 and report["unanswerable_questions"] == 1
+    assert report["left_out_articles"] == ["Volcano"]
+    assert report["cited_chunks_contain_gold"] == 1.0
+    for key in ("answer_contains_gold", "confidence_auroc", "abstention_rate_unanswerable"):
+        assert 0.0 <= report[key] <= 1.0
