@@ -79,6 +79,8 @@ class SearchHit(msgspec.Struct, frozen=True):
     text: str
     similarity: float | None = None
     """Cosine similarity to the query vector, whatever ranked the hit (None without one)."""
+    retrievers: int = 1
+    """How many retrievers had the chunk among their candidates (2 in hybrid: both agree)."""
 
 
 class CollectionStats(msgspec.Struct, frozen=True):
@@ -576,6 +578,11 @@ class Catalog:
         else:
             ranked = fuse_weighted(dense, lexical, dense_weight)
         hits = self.hits(ranked[:k])
+        if mode == "hybrid":
+            both = {i for i, _ in dense} & {i for i, _ in lexical}
+            hits = [
+                msgspec.structs.replace(h, retrievers=2 if h.chunk_id in both else 1) for h in hits
+            ]
         if vector is None or not hits:
             return hits
         if mode == "dense":

@@ -38,8 +38,8 @@ from ragsvc.answering.chat import BackendError
 from ragsvc.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, handle_exception
 from ragsvc.interactions import Interaction, InteractionLog
 from ragsvc.jobs import JobRunner
+from ragsvc.retrieval import context_depth, context_hits, retrieve
 from ragsvc.retrieval import passages as to_passages
-from ragsvc.retrieval import retrieve
 from ragsvc.schemas import (
     ChunkList,
     DocumentList,
@@ -306,10 +306,11 @@ def _query(
     streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
     if streaming and data.response_schema is not None:
         raise BadRequest("stream and response_schema cannot be combined")
+    depth = context_depth(services.settings, data.k)
     hits, retrieval = _retrieve(
-        services, data.question, "question", data.k, data.collection, data.mode, data.filters
+        services, data.question, "question", depth, data.collection, data.mode, data.filters
     )
-    passages = to_passages(hits)
+    passages = to_passages(context_hits(services.catalog, services.settings, hits, data.k))
     key = backend.cache_key(data.question, passages, data.response_schema)
     if key is not None:
         key = f"{key}:{services.catalog.store.generation()}"

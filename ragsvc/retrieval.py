@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+import numpy as np
+
 from indexes import Catalog, SearchHit
 from indexes.retrieval import Mode, SearchFilter
 from ingest import Embedder
@@ -57,6 +60,96 @@ def passages(hits: list[SearchHit]) -> list[Passage]:
             page_end=hit.page_end,
             char_start=hit.char_start,
             char_end=hit.char_end,
+            retrievers=hit.retrievers,
         )
         for number, hit in enumerate(hits, start=1)
     ]
+
+
+MMR_POOL = 3  # candidates per wanted passage when diversifying
+
+
+def context_depth(settings: Settings, k: int) -> int:
+    """How many hits to retrieve for a `/query` context of k passages."""
+    return k * MMR_POOL if settings.mmr_lambda < 1 else k
+
+
+def context_hits(
+    catalog: Catalog, settings: Settings, hits: list[SearchHit], k: int
+) -> list[SearchHit]:
+    """The hits a `/query` context uses: diversified (MMR) and widened by neighbours."""
+    if settings.mmr_lambda < 1:
+        hits = mmr(catalog, hits, k, settings.mmr_lambda)
+    hits = hits[:k]
+    if settings.context_neighbours:
+        hits = with_neighbours(catalog, hits, settings.context_neighbours)
+    return hits
+
+
+def mmr(
+    catalog: Catalog, hits: list[SearchHit], k: int, relevance_weight: float
+) -> list[SearchHit]:
+    """Greedy maximal marginal relevance: relevance · w - (1 - w) · max similarity to chosen."""
+    vectors: dict[int, np.ndarray] = {}
+    ids = [h.chunk_id for h in hits]
+    for chunk_ids, batch in catalog.store.vectors_for_chunks(
+        catalog.model_id, ids, catalog.dimension
+    ):
+        vectors.update(zip(chunk_ids.tolist(), batch, strict=True))
+    chosen: list[SearchHit] = []
+    remaining = list(hits)
+    while remaining and len(chosen) < k:
+
+        def value(hit: SearchHit) -> float:
+            relevance = hit.similarity if hit.similarity is not None else hit.score
+            redundancy = max(
+                (float(vectors[hit.chunk_id] @ vectors[c.chunk_id]) for c in chosen), default=0.0
+            )
+            return relevance_weight * relevance - (1 - relevance_weight) * redundancy
+
+        best = max(remaining, key=value)
+        chosen.append(best)
+        remaining.remove(best)
+    return chosen
+
+
+def with_neighbours(catalog: Catalog, hits: list[SearchHit], radius: int) -> list[SearchHit]:
+    """Each hit's text widened to the chunks `radius` before and after it in its document.
+    Overlapping chunk texts are joined by their character offsets, so nothing repeats; a hit
+    already inside an earlier widened passage is dropped."""
+    widened: list[SearchHit] = []
+    covered: set[int] = set()
+    for hit in hits:
+        if hit.chunk_id in covered:
+            continue
+        rows = (
+            catalog.store.reader()
+            .execute(
+                "SELECT id, text, char_start, char_end, page_start, page_end FROM chunks "
+                "WHERE document_id = ? AND ordinal BETWEEN ? AND ? ORDER BY ordinal",
+                (hit.document_id, hit.ordinal - radius, hit.ordinal + radius),
+            )
+            .fetchall()
+        )
+        text, end = "", None
+        for _, chunk_text, start, stop, _, _ in rows:
+            if end is None:
+                text = chunk_text
+            elif start < end:
+                text += chunk_text[end - start :]
+            else:
+                text += "\n\n" + chunk_text
+            end = stop if end is None else max(end, stop)
+        covered.update(int(r[0]) for r in rows)
+        pages = [r[4] for r in rows if r[4] is not None] + [r[5] for r in rows if r[5] is not None]
+        widened.append(
+            msgspec.structs.replace(
+                hit,
+                text=text,
+                char_start=rows[0][2],
+                char_end=end or hit.char_end,
+                page_start=min(pages) if pages else None,
+                page_end=max(pages) if pages else None,
+            )
+        )
+    return widened

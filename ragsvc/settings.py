@@ -39,6 +39,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fusion_rrf_k: Annotated[int, Meta(ge=1, le=10_000)] = 60
     fusion_dense_weight: Annotated[float, Meta(ge=0, le=1)] = 0.5
     fusion_candidates: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    mmr_lambda: Annotated[float, Meta(ge=0, le=1)] = 1.0
+    context_neighbours: Annotated[int, Meta(ge=0, le=10)] = 0
     index_save_interval: Annotated[float, Meta(ge=0)] = 30.0
     default_collection: Annotated[str, Meta(min_length=1, max_length=200)] = "default"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
@@ -127,6 +129,14 @@ SETTINGS_HELP: dict[str, str] = {
     "fusion_rrf_k": "The k constant of reciprocal rank fusion: score = sum of 1 / (k + rank).",
     "fusion_dense_weight": "Weight of the dense scores in weighted fusion (lexical gets the rest).",
     "fusion_candidates": "Candidates taken from each retriever before hybrid fusion.",
+    "mmr_lambda": (
+        "Maximal marginal relevance for `/query` context: 1 keeps the relevance order (off); "
+        "lower values trade relevance for diversity among 3·k candidates."
+    ),
+    "context_neighbours": (
+        "Chunks on each side of a retrieved chunk, from the same document, added to its passage "
+        "in the `/query` context (0: none)."
+    ),
     "index_save_interval": (
         "Seconds between saves of the vector index file during writes (it is always saved at "
         "the end of a command; after a crash it is caught up from the store)."

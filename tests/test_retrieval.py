@@ -249,3 +249,63 @@ def test_eval_answers_on_a_small_squad_file(
     assert report["cited_chunks_contain_gold"] == 1.0
     for key in ("answer_contains_gold", "confidence_auroc", "abstention_rate_unanswerable"):
         assert 0.0 <= report[key] <= 1.0
+
+
+def test_mmr_and_neighbours_shape_the_query_context(catalog: Catalog, embedder: Embedder) -> None:
+    from ragsvc.retrieval import context_hits, retrieve
+
+    sentences = [
+        f"Fact {i}: the lighthouse on rock {i} flashes every {i + 2} seconds." for i in range(12)
+    ]
+    long_text = " ".join(sentences)
+    twin = "Lighthouses flash to warn ships. Lighthouses flash to warn ships at night."
+    sources = [
+        TextSource("long", long_text),
+        TextSource("twin-a", twin),
+        TextSource("twin-b", twin + " "),  # other bytes, same text: a near duplicate
+        TextSource("other", "Ships steer by the stars and by lighthouse beams when fog lifts."),
+    ]
+    small = Chunker(embedder, max_tokens=64, overlap=16)
+    _ingest(catalog, embedder, small, sources, "c")
+    question = "why do lighthouses flash"
+
+    plain = Settings()
+    hits, _, _ = retrieve(catalog, embedder, plain, question, k=12, mode="dense")
+    top = context_hits(catalog, plain, hits, 3)
+    assert {h.source_name for h in top[:2]} == {"twin-a", "twin-b"}  # duplicates crowd the top
+
+    diverse = Settings(mmr_lambda=0.5)
+    picked = context_hits(catalog, diverse, hits, 3)
+    assert len(picked) == 3
+    assert len({h.source_name for h in picked} & {"twin-a", "twin-b"}) == 1
+
+    widened = Settings(context_neighbours=1)
+    long_hit = next(h for h in hits if h.source_name == "long" and h.ordinal > 0)
+    (expanded,) = context_hits(catalog, widened, [long_hit], 1)
+    neighbours = [
+        c
+        for c in catalog.store.document_chunks(long_hit.document_id)
+        if abs(c.ordinal - long_hit.ordinal) <= 1
+    ]
+    assert expanded.char_start == neighbours[0].char_start
+    assert expanded.char_end == neighbours[-1].char_end
+    assert expanded.text == long_text[expanded.char_start : expanded.char_end]
+
+
+def test_hybrid_hits_say_when_both_retrievers_agree(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker
+) -> None:
+    _ingest(
+        catalog,
+        embedder,
+        chunker,
+        [
+            TextSource("match", "Narwhals have a long spiral tusk."),
+            TextSource("dense-only", "Arctic whales with a single horn-like tooth."),
+        ],
+        "c",
+    )
+    query = "narwhals spiral tusk"
+    hits = catalog.retrieve(k=2, vector=embedder.embed_query(query), text=query, mode="hybrid")
+    by_name = {h.source_name: h.retrievers for h in hits}
+    assert by_name == {"match": 2, "dense-only": 1}

@@ -23,6 +23,8 @@ class Passage(msgspec.Struct, frozen=True):
     page_end: int | None = None
     char_start: int = 0
     char_end: int = 0
+    retrievers: int = 1
+    """How many retrievers found the passage (2 when dense and lexical agree)."""
 
 
 class Answer(msgspec.Struct, frozen=True):

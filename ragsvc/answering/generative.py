@@ -10,8 +10,10 @@ Confidence, in [0, 1], is a weighted sum of four signals:
     0.45 · retrieval   logistic of the best passage's similarity (0.5 at 0.40)
     0.15 · margin      how far the best passage is ahead of the second (full at 0.10)
     0.25 · support     share of the answer's citations that survived the check
-    0.15 · agreement   1 when the LLM cites the passage holding the sentence the extractive
-                       scorer ranks best (two different readers agree), else 0
+    0.15 · agreement   the mean of two agreements: between readers (1 when the LLM cites the
+                       passage holding the sentence the extractive scorer ranks best) and
+                       between retrievers (1 when dense and lexical retrieval both found the
+                       first cited passage; counted only when retrieval was hybrid)
 
 An answer of NOT_FOUND, or one below `min_confidence`, is returned as `answerable: false`.
 """
@@ -313,6 +315,10 @@ class GenerativeBackend:
         total = len(cited) + dropped
         support = len(cited) / total if total else 0.0
         best = self.fallback.best_passage(question, passages)
-        agreement = 1.0 if best is not None and best in cited else 0.0
+        signals = [1.0 if best is not None and best in cited else 0.0]
+        if any(p.retrievers > 1 for p in passages):  # hybrid retrieval: the retrievers can agree
+            first = next((p for p in passages if p.number in cited[:1]), None)
+            signals.append(1.0 if first is not None and first.retrievers > 1 else 0.0)
+        agreement = sum(signals) / len(signals)
         value = 0.45 * retrieval + 0.15 * max(0.0, margin) + 0.25 * support + 0.15 * agreement
         return round(min(1.0, max(0.0, value)), 4)

@@ -23,8 +23,8 @@ from ingest import Chunker, Embedder, IngestPipeline
 from ingest.sources import TextSource
 from ragsvc.answering.base import LLMBackend
 from ragsvc.evaluation.metrics import auroc, percentile
+from ragsvc.retrieval import context_depth, context_hits, retrieve
 from ragsvc.retrieval import passages as to_passages
-from ragsvc.retrieval import retrieve
 from ragsvc.settings import Settings
 
 COLLECTION = "squad"
@@ -119,10 +119,10 @@ def evaluate(
                     embedder,
                     settings,
                     question.text,
-                    k=k,
+                    k=context_depth(settings, k),
                     filters=SearchFilter(collection=COLLECTION),
                 )
-                passages = to_passages(hits)
+                passages = to_passages(context_hits(catalog, settings, hits, k))
                 answer = backend.answer(question.text, passages)
                 latencies.append((time.perf_counter() - started) * 1000)
                 confidences[answerable].append(answer.confidence)
