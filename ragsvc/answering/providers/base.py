@@ -93,5 +93,17 @@ class HttpChatClient:
             raise self._errors(error) from None
 
 
+def chat_messages(request: ChatRequest) -> list[dict[str, str]]:
+    """The system and user messages, as the chat-completions family of APIs takes them."""
+    return [
+        {"role": "system", "content": request.system},
+        {"role": "user", "content": request.user},
+    ]
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 def truncated(provider: str) -> BackendUnavailable:
     return BackendUnavailable(f"{provider} stream ended before its final event")

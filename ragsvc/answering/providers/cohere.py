@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ragsvc.answering.chat import BackendRejected, ChatRequest, Completion, decode_json, sse_data
-from ragsvc.answering.providers.base import HttpChatClient, truncated
+from ragsvc.answering.providers.base import HttpChatClient, bearer, chat_messages, truncated
 
 
 class CohereClient(HttpChatClient):
@@ -17,15 +17,12 @@ class CohereClient(HttpChatClient):
         return f"{self.base_url}/v2/chat"
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        return bearer(self._api_key)
 
     def body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [
-                {"role": "system", "content": request.system},
-                {"role": "user", "content": request.user},
-            ],
+            "messages": chat_messages(request),
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
             "stream": stream,

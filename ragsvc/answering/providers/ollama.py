@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ragsvc.answering.chat import BackendRejected, ChatRequest, Completion, decode_json
-from ragsvc.answering.providers.base import HttpChatClient, truncated
+from ragsvc.answering.providers.base import HttpChatClient, chat_messages, truncated
 
 
 class OllamaClient(HttpChatClient):
@@ -19,10 +19,7 @@ class OllamaClient(HttpChatClient):
     def body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [
-                {"role": "system", "content": request.system},
-                {"role": "user", "content": request.user},
-            ],
+            "messages": chat_messages(request),
             "stream": stream,
             "options": {"temperature": request.temperature, "num_predict": request.max_tokens},
         }
