@@ -19,6 +19,7 @@ from pathlib import PurePath
 from typing import Annotated, Any
 
 import anyio
+import jsonschema
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
@@ -306,6 +307,15 @@ def _query(
     streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
     if streaming and data.response_schema is not None:
         raise BadRequest("stream and response_schema cannot be combined")
+    if data.response_schema is not None:
+        try:
+            jsonschema.validators.validator_for(data.response_schema).check_schema(
+                data.response_schema
+            )
+        except jsonschema.SchemaError as error:
+            raise BadRequest(
+                f"response_schema is not a valid JSON Schema: {error.message}"
+            ) from None
     depth = context_depth(services.settings, data.k)
     hits, retrieval = _retrieve(
         services, data.question, "question", depth, data.collection, data.mode, data.filters

@@ -159,3 +159,20 @@ def test_model_change_is_refused_until_reembed(
     assert stats["chunks"] == stats["vectors_in_index_file"]
     code, out, _ = _run(capsys, populated, "search", "bees waggle dance", "-k", "1")
     assert code == 0 and "waggle" in out
+
+
+def test_eval_and_log_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    not_beir = tmp_path / "folder"
+    not_beir.mkdir()
+    code, _, err = _run(capsys, tmp_path / "d", "eval", "retrieval", "--beir", str(not_beir))
+    assert code == 2 and "is not a BEIR folder" in err
+    not_squad = tmp_path / "x.json"
+    not_squad.write_text('{"nothing": 1}')
+    code, _, err = _run(capsys, tmp_path / "d", "eval", "answers", "--squad", str(not_squad))
+    assert code == 2 and "is not SQuAD-format data" in err
+    code, _, err = _run(capsys, tmp_path / "d", "eval", "answers", "--squad", str(tmp_path / "no"))
+    assert code == 2 and "no such file" in err
+    code, _, err = _run(capsys, tmp_path / "d", "log", "tail", "-n", "0")
+    assert code == 2 and "-n must be at least 1" in err
+    code, out, _ = _run(capsys, tmp_path / "d", "log", "tail")
+    assert code == 0 and "no queries logged yet" in out

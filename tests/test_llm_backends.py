@@ -392,3 +392,27 @@ def test_unsupported_and_unknown_citations_are_dropped(tmp_path: Path, embedder:
     assert "eight hours of direct sunlight every day [1]." in body["answer"]
     assert "Penguins migrate across Antarctic sea ice every winter." in body["answer"]
     assert [s["number"] for s in body["sources"] if s["cited"]] == [1]
+
+
+def test_bad_query_options_are_refused(tmp_path: Path, embedder: Embedder) -> None:
+    fake = FakeLLM("openai")
+    try:
+        with _client(_settings(tmp_path, fake), embedder) as client:
+            _ingest(client)
+            calls = len(fake.requests)
+            cases = [
+                ({"question": QUESTION, "response_schema": {"type": 5}}, "not a valid JSON Schema"),
+                (
+                    {"question": QUESTION, "stream": True, "response_schema": {"type": "object"}},
+                    "cannot be combined",
+                ),
+                ({"question": QUESTION, "stream": "yes"}, "stream"),
+                ({"question": QUESTION, "mode": "psychic"}, "mode"),
+            ]
+            for body, needle in cases:
+                response = client.post("/query", json=body)
+                assert response.status_code == 400, body
+                assert needle in response.json()["detail"], response.json()
+            assert len(fake.requests) == calls  # nothing reached the LLM
+    finally:
+        fake.close()
