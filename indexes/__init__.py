@@ -17,10 +17,9 @@ from indexes.errors import (
     WriterBusy,
 )
 from indexes.retrieval import SearchFilter
-from indexes.store import DEFAULT_COLLECTION, ChunkRow, DocumentRow, NewChunk, NewDocument
+from indexes.store import ChunkRow, DocumentRow, NewChunk, NewDocument
 
 __all__ = [
-    "DEFAULT_COLLECTION",
     "Catalog",
     "CatalogStats",
     "ChunkRow",

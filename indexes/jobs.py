@@ -19,7 +19,6 @@ from indexes.errors import NotFound
 from indexes.store import Store, utc_now
 
 JobState = Literal["queued", "extracting", "embedding", "ready", "failed"]
-ACTIVE_STATES = ("queued", "extracting", "embedding")
 
 
 class JobNotFound(NotFound):

@@ -118,7 +118,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-DEFAULT_COLLECTION = "default"
 
 # SQLite limits the number of bound parameters per statement; stay well below it.
 _IN_BATCH = 900

@@ -21,7 +21,6 @@ TEXT_EXTRACTORS: dict[str, TextExtractor] = {
     for extractor in (PlainTextExtractor(), MarkdownExtractor(), HtmlExtractor())
 }
 EXTRACTORS: dict[str, Extractor] = {PdfExtractor.media_type: PdfExtractor(), **TEXT_EXTRACTORS}
-SUPPORTED_TYPES = tuple(EXTRACTORS)
 
 # Formats recognised by their first bytes that have no extractor (yet).
 _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -71,4 +70,4 @@ def extract(data: bytes, name: str = "") -> Extracted:
     return TEXT_EXTRACTORS[media_type].from_text(text)
 
 
-__all__ = ["EXTRACTORS", "SUPPORTED_TYPES", "Extracted", "Extractor", "extract", "sniff"]
+__all__ = ["EXTRACTORS", "Extracted", "Extractor", "extract", "sniff"]
