@@ -1,11 +1,17 @@
-"""The embedded index: SQLite as the source of truth and a FAISS index derived from it.
+"""The embedded index: SQLite as the source of truth and indexes derived from it.
 
-`Catalog` is the entry point: it owns the SQLite `Store`, the vector index and its manifest,
-keeps them in agreement on open, and is the single writer path for every mutation.
+    store.py     the SQLite schema, migrations and reads; the chunk change log
+    writer.py    every mutation of documents, chunks and embeddings (one transaction each)
+    reader.py    retrieval over the in-memory indexes, which follow the change log
+    recovery.py  building those indexes from the store and catching them up
+    snapshot.py  saving and loading them as files, named by a manifest
+    lexical.py   the BM25 index;  vectors/  the FAISS index;  fusion.py  modes, filters, fusion
+    catalog.py   one data directory: store, writer and reader opened together
+
 Nothing here imports from `ingest` or `ragsvc`.
 """
 
-from indexes.catalog import Catalog, CatalogStats, CommitResult, SearchHit
+from indexes.catalog import Catalog, CatalogStats
 from indexes.errors import (
     CollectionNotFound,
     DocumentNotFound,
@@ -14,14 +20,16 @@ from indexes.errors import (
     NotFound,
     SchemaTooNew,
     StoreMissing,
-    WriterBusy,
 )
-from indexes.retrieval import SearchFilter
-from indexes.store import ChunkRow, DocumentRow, NewChunk, NewDocument
+from indexes.fusion import SearchFilter
+from indexes.reader import SearchHit
+from indexes.store import ChunkEmbedding, ChunkRow, DocumentRow, NewChunk, NewDocument
+from indexes.writer import CommitResult
 
 __all__ = [
     "Catalog",
     "CatalogStats",
+    "ChunkEmbedding",
     "ChunkRow",
     "CollectionNotFound",
     "CommitResult",
@@ -36,5 +44,4 @@ __all__ = [
     "SearchFilter",
     "SearchHit",
     "StoreMissing",
-    "WriterBusy",
 ]

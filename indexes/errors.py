@@ -6,8 +6,7 @@ IndexesError
 │   └── DocumentNotFound
 ├── StoreMissing        no store exists at the data directory (read-only open)
 ├── SchemaTooNew        the store was written by a newer schema than this code knows
-├── ModelMismatch       the store was embedded with another model than the one configured
-└── WriterBusy          another process holds the data directory's writer lock
+└── ModelMismatch       the store was embedded with another model than the one configured
 """
 
 
@@ -51,7 +50,3 @@ class ModelMismatch(IndexesError):
         )
         self.stored = stored
         self.configured = configured
-
-
-class WriterBusy(IndexesError):
-    """Another process is writing to the same data directory."""

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -116,15 +116,69 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
     """,
+    # 4: a change log of chunk ids, kept by triggers in the same transaction as the chunks, so
+    # every process that holds an index in memory follows the store by reading what changed
+    # since it last looked. Sentence spans and vectors are stored beside a chunk's embedding.
+    # BM25 moves to an in-memory index derived from the chunks, so FTS5 goes.
+    """
+    DROP TRIGGER chunks_fts_insert;
+    DROP TRIGGER chunks_fts_delete;
+    DROP TABLE chunks_fts;
+    CREATE TABLE chunk_changes (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        chunk_id INTEGER NOT NULL,
+        added    INTEGER NOT NULL
+    );
+    CREATE TRIGGER chunk_changes_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunk_changes(chunk_id, added) VALUES (new.id, 1);
+    END;
+    CREATE TRIGGER chunk_changes_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunk_changes(chunk_id, added) VALUES (old.id, 0);
+    END;
+    ALTER TABLE embeddings ADD COLUMN sentence_spans BLOB;
+    ALTER TABLE embeddings ADD COLUMN sentence_vectors BLOB;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # SQLite limits the number of bound parameters per statement; stay well below it.
 _IN_BATCH = 900
+_NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class ChunkEmbedding(NamedTuple):
+    """A chunk text's embedding and, when the embedder pools them from the same forward pass,
+    its sentences' spans (character offsets in the chunk text) and vectors."""
+
+    vector: np.ndarray
+    """float32, (dimension,), L2-normalised."""
+    sentence_spans: np.ndarray | None = None
+    """int32, (sentences, 2)."""
+    sentence_vectors: np.ndarray | None = None
+    """float16, (sentences, dimension), L2-normalised before rounding."""
+
+
+class Change(NamedTuple):
+    """What the change log says happened to chunks since a sequence number."""
+
+    seq: int
+    """The newest sequence number read; pass it back to read on from there."""
+    added: np.ndarray
+    removed: np.ndarray
+
+
+class ChunkData(NamedTuple):
+    """Chunks as an index needs them: ids (ascending), owners, text and vectors."""
+
+    ids: np.ndarray
+    document_ids: np.ndarray
+    collection_ids: np.ndarray
+    texts: list[str]
+    vectors: np.ndarray
 
 
 class NewChunk(msgspec.Struct, frozen=True):
@@ -184,13 +238,25 @@ class ChunkRow(msgspec.Struct, frozen=True):
     token_count: int
 
 
-_DOCUMENT_COLUMNS = """
+DOCUMENT_COLUMNS = """
     d.id, c.name, d.source_name, d.external_id, d.media_type, d.sha256, d.byte_size, d.status,
     d.page_count, d.char_count, d.chunk_count, d.metadata, d.created_at, d.updated_at
 """
 
 
-def _document_row(row: sqlite3.Row) -> DocumentRow:
+CHUNK_COLUMNS = (
+    "id, document_id, ordinal, text, page_start, page_end, char_start, char_end, token_count"
+)
+SELECT_DOCUMENT = (
+    f"SELECT {DOCUMENT_COLUMNS} FROM documents d "
+    "JOIN collections c ON c.id = d.collection_id WHERE d.id = ?"
+)
+SELECT_DOCUMENT_CHUNKS = (
+    f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE document_id = ? ORDER BY ordinal"
+)
+
+
+def document_row(row: Any) -> DocumentRow:
     values = list(row)
     values[11] = json.loads(values[11])
     return DocumentRow(*values)
@@ -357,24 +423,16 @@ class Store:
         return None if row is None else int(row[0])
 
     def document(self, document_id: int) -> DocumentRow:
-        row = (
-            self.reader()
-            .execute(
-                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d "
-                "JOIN collections c ON c.id = d.collection_id WHERE d.id = ?",
-                (document_id,),
-            )
-            .fetchone()
-        )
+        row = self.reader().execute(SELECT_DOCUMENT, (document_id,)).fetchone()
         if row is None:
             raise DocumentNotFound(document_id)
-        return _document_row(row)
+        return document_row(row)
 
     def documents(
         self, collection: str | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[DocumentRow]:
         sql = (
-            f"SELECT {_DOCUMENT_COLUMNS} FROM documents d "
+            f"SELECT {DOCUMENT_COLUMNS} FROM documents d "
             "JOIN collections c ON c.id = d.collection_id"
         )
         params: tuple[Any, ...] = ()
@@ -384,27 +442,21 @@ class Store:
             params = (collection,)
         sql += " ORDER BY d.id LIMIT ? OFFSET ?"
         rows = self.reader().execute(sql, (*params, limit, offset)).fetchall()
-        return [_document_row(r) for r in rows]
+        return [document_row(r) for r in rows]
 
     def chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
         found: dict[int, ChunkRow] = {}
         for batch in _batches(list(chunk_ids)):
             marks = ",".join("?" * len(batch))
             rows = self.reader().execute(
-                "SELECT id, document_id, ordinal, text, page_start, page_end, char_start, "
-                f"char_end, token_count FROM chunks WHERE id IN ({marks})",
-                batch,
+                f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", batch
             )
             for row in rows:
                 found[int(row[0])] = ChunkRow(*row)
         return found
 
     def document_chunks(self, document_id: int) -> list[ChunkRow]:
-        rows = self.reader().execute(
-            "SELECT id, document_id, ordinal, text, page_start, page_end, char_start, char_end, "
-            "token_count FROM chunks WHERE document_id = ? ORDER BY ordinal",
-            (document_id,),
-        )
+        rows = self.reader().execute(SELECT_DOCUMENT_CHUNKS, (document_id,))
         return [ChunkRow(*row) for row in rows]
 
     def chunk_ids(self, collection: str | None = None) -> np.ndarray:
@@ -489,15 +541,156 @@ class Store:
 
     @staticmethod
     def insert_embeddings(
-        conn: sqlite3.Connection, model_id: str, vectors: dict[bytes, np.ndarray]
+        conn: sqlite3.Connection,
+        model_id: str,
+        vectors: Mapping[bytes, np.ndarray | ChunkEmbedding],
     ) -> None:
+        def row(text_hash: bytes, value: np.ndarray | ChunkEmbedding) -> tuple[Any, ...]:
+            embedding = value if isinstance(value, ChunkEmbedding) else ChunkEmbedding(value)
+            spans = embedding.sentence_spans
+            sentences = embedding.sentence_vectors
+            return (
+                model_id,
+                text_hash,
+                np.ascontiguousarray(embedding.vector, dtype=np.float32).tobytes(),
+                None if spans is None else np.ascontiguousarray(spans, dtype=np.int32).tobytes(),
+                None
+                if sentences is None
+                else np.ascontiguousarray(sentences, dtype=np.float16).tobytes(),
+            )
+
         conn.executemany(
-            "INSERT OR IGNORE INTO embeddings(model_id, text_hash, vector) VALUES (?, ?, ?)",
-            (
-                (model_id, h, np.ascontiguousarray(v, dtype=np.float32).tobytes())
-                for h, v in vectors.items()
-            ),
+            "INSERT OR IGNORE INTO embeddings(model_id, text_hash, vector, sentence_spans, "
+            "sentence_vectors) VALUES (?, ?, ?, ?, ?)",
+            (row(h, v) for h, v in vectors.items()),
         )
+
+    def sentences_for_chunks(
+        self, model_id: str, chunk_ids: Sequence[int], dimension: int
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """(spans, float32 vectors) of the chunks whose embedding stored sentence vectors."""
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for batch in _batches(list(chunk_ids)):
+            marks = ",".join("?" * len(batch))
+            rows = self.reader().execute(
+                "SELECT ch.id, e.sentence_spans, e.sentence_vectors FROM chunks ch "
+                "JOIN embeddings e ON e.model_id = ? AND e.text_hash = ch.text_hash "
+                f"WHERE ch.id IN ({marks}) AND e.sentence_vectors IS NOT NULL",
+                (model_id, *batch),
+            )
+            for chunk_id, spans, vectors in rows:
+                found[int(chunk_id)] = (
+                    np.frombuffer(spans, dtype=np.int32).reshape(-1, 2),
+                    np.frombuffer(vectors, dtype=np.float16)
+                    .reshape(-1, dimension)
+                    .astype(np.float32),
+                )
+        return found
+
+    # -- the change log ----------------------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction on this thread's reader: every query in it sees one state."""
+        conn = self.reader()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def change_seq(conn: sqlite3.Connection) -> int:
+        """The newest change-log sequence number (0 before any chunk was written)."""
+        row = conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'chunk_changes'"
+        ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def pruned_through(self, conn: sqlite3.Connection | None = None) -> int:
+        row = (
+            (conn or self.reader())
+            .execute("SELECT value FROM meta WHERE key = 'chunk_changes_pruned_through'")
+            .fetchone()
+        )
+        return int(row[0]) if row is not None else 0
+
+    def changes_since(self, seq: int, conn: sqlite3.Connection) -> Change | None:
+        """Chunks added and removed after `seq` (an id in both lists was added, then removed),
+        or None when the log no longer reaches back that far (it was pruned)."""
+        if seq < self.pruned_through(conn):
+            return None
+        rows = conn.execute(
+            "SELECT seq, chunk_id, added FROM chunk_changes WHERE seq > ? ORDER BY seq", (seq,)
+        ).fetchall()
+        if not rows:
+            return Change(seq, _NO_IDS, _NO_IDS)
+        added = np.fromiter((r[1] for r in rows if r[2]), dtype=np.int64)
+        removed = np.fromiter((r[1] for r in rows if not r[2]), dtype=np.int64)
+        return Change(int(rows[-1][0]), added, removed)
+
+    @staticmethod
+    def prune_changes(conn: sqlite3.Connection, through: int) -> None:
+        """Forget changes up to `through`, which a saved index snapshot already reflects."""
+        conn.execute("DELETE FROM chunk_changes WHERE seq <= ?", (through,))
+        Store.set_meta(conn, "chunk_changes_pruned_through", str(through))
+
+    def chunk_data(
+        self,
+        model_id: str,
+        dimension: int,
+        chunk_ids: Sequence[int] | None,
+        conn: sqlite3.Connection,
+        batch: int = 10_000,
+    ) -> Iterator[ChunkData]:
+        """Chunks with their document, collection, text and vector, by ascending id; every
+        chunk when `chunk_ids` is None. Raises `LookupError` for a chunk with no embedding."""
+        select = (
+            "SELECT ch.id, ch.document_id, d.collection_id, ch.text, e.vector FROM chunks ch "
+            "JOIN documents d ON d.id = ch.document_id LEFT JOIN embeddings e "
+            "ON e.model_id = ? AND e.text_hash = ch.text_hash"
+        )
+
+        def to_data(rows: list[sqlite3.Row]) -> ChunkData:
+            missing = [int(r[0]) for r in rows if r[4] is None]
+            if missing:
+                raise LookupError(
+                    f"{len(missing)} chunks have no stored embedding for {model_id!r} "
+                    f"(first: {missing[:5]}); run `ragsvc rebuild --reembed`"
+                )
+            count = len(rows)
+            return ChunkData(
+                np.fromiter((r[0] for r in rows), dtype=np.int64, count=count),
+                np.fromiter((r[1] for r in rows), dtype=np.int64, count=count),
+                np.fromiter((r[2] for r in rows), dtype=np.int64, count=count),
+                [str(r[3]) for r in rows],
+                np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(
+                    count, dimension
+                ),
+            )
+
+        if chunk_ids is None:
+            cursor = conn.execute(select + " ORDER BY ch.id", (model_id,))
+            while rows := cursor.fetchmany(batch):
+                yield to_data(rows)
+            return
+        ordered = sorted(int(i) for i in chunk_ids)
+        for part in _batches(ordered):
+            marks = ",".join("?" * len(part))
+            rows = conn.execute(
+                select + f" WHERE ch.id IN ({marks}) ORDER BY ch.id", (model_id, *part)
+            ).fetchall()
+            if rows:
+                yield to_data(rows)
+
+    def document_ids_where(self, where: str, params: Sequence[object]) -> np.ndarray:
+        """Ids of documents matching a condition on `d` (documents) and `col` (collections)."""
+        rows = self.reader().execute(
+            "SELECT d.id FROM documents d JOIN collections col ON col.id = d.collection_id "
+            f"WHERE {where}",
+            list(params),
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     # -- counts ------------------------------------------------------------------------------
 

@@ -1,7 +1,13 @@
 """Ingestion: extract → chunk → embed, writing complete documents into an `indexes.Catalog`."""
 
 from ingest.chunking import Chunker
-from ingest.embed import DEFAULT_MODEL, Embedder, load_embedder
+from ingest.embed import (
+    DEFAULT_MODEL,
+    Embedder,
+    EmbedderConfig,
+    load_embedder,
+    load_query_embedder,
+)
 from ingest.errors import (
     EmbedderUnavailable,
     EmptyDocument,
@@ -21,6 +27,7 @@ __all__ = [
     "Chunker",
     "DocumentOutcome",
     "Embedder",
+    "EmbedderConfig",
     "EmbedderUnavailable",
     "EmptyDocument",
     "EncryptedDocument",
@@ -37,5 +44,6 @@ __all__ = [
     "file_sources",
     "jsonl_sources",
     "load_embedder",
+    "load_query_embedder",
     "reembed",
 ]

@@ -6,8 +6,11 @@
 
 Embedding is the expensive stage; the other two run beside it, so the pipeline's throughput
 stays close to the embedder's own. Chunks are pooled across documents (`pool_chunks`) so that
-the embedder's length-sorted batches are well filled. A text is embedded at most once: texts
-with a stored embedding for the model, and texts embedded earlier in the same run, are reused.
+the embedder's length-sorted batches are well filled; the first pool is small and each next
+one doubles up to `pool_chunks`, so the first documents are stored (and searchable) within
+seconds of the start. A text is embedded at most once: texts with a stored embedding for the
+model, and texts embedded earlier in the same run, are reused. An embedder that pools sentence
+vectors from the chunk's own forward pass (`SentenceEmbedder`) stores them beside the chunk's.
 
 Each pool is one transaction, so a document is stored complete or not at all; a per-document
 `IngestError` is reported as a failure and the run goes on.
@@ -23,11 +26,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
 import msgspec
-import numpy as np
 
-from indexes import Catalog, NewDocument
-from ingest.chunking import Chunker
-from ingest.embed.base import Embedder
+from indexes import Catalog, ChunkEmbedding, NewDocument
+from ingest.chunking import Chunker, sentence_spans
+from ingest.embed.base import Embedder, SentenceEmbedder
 from ingest.errors import EmptyDocument, IngestError
 from ingest.extract import extract
 from ingest.sources import Source
@@ -72,7 +74,7 @@ class _Prepared(NamedTuple):
 class _Pool(NamedTuple):
     keys: list[str]
     documents: list[NewDocument]
-    vectors: dict[bytes, np.ndarray]
+    vectors: dict[bytes, ChunkEmbedding]
 
 
 _END = object()
@@ -87,6 +89,8 @@ class IngestPipeline:
         *,
         pool_chunks: int = 1024,
         pool_wait: float = 0.5,
+        first_pool_chunks: int = 32,
+        lookahead: int = 256,
     ) -> None:
         if embedder.model_id != catalog.model_id:
             raise ValueError(
@@ -97,29 +101,33 @@ class IngestPipeline:
         self.chunker = chunker
         self.pool_chunks = pool_chunks
         self.pool_wait = pool_wait
+        self.first_pool_chunks = min(first_pool_chunks, pool_chunks)
+        self.lookahead = lookahead
 
     def run(
         self,
         sources: Iterable[Source],
         *,
-        collection: str,
+        collection: str = "default",
         metadata: dict[str, Any] | None = None,
         on_document: Callable[[DocumentOutcome], None] | None = None,
         on_stage: Callable[[str, Stage, int | None, int | None], None] | None = None,
     ) -> IngestReport:
-        """Ingest every source into `collection`; returns one outcome per source.
+        """Ingest every source into `collection` (or the one its `Loaded` names); returns
+        one outcome per source. `sources` is consumed lazily, `lookahead` documents ahead of
+        the embedder.
 
         `on_document` is called from the writer thread once a document is stored, skipped or
         failed; `on_stage(key, stage, pages, chunks)` from the preparation thread when a source
         starts extracting and when its chunks go to embedding.
         """
         started = time.perf_counter()
-        prepared: queue.Queue[Any] = queue.Queue(maxsize=256)
+        prepared: queue.Queue[Any] = queue.Queue(maxsize=self.lookahead)
         pools: queue.Queue[Any] = queue.Queue(maxsize=2)
         stop = threading.Event()
         failure: list[BaseException] = []
         outcomes: list[DocumentOutcome] = []
-        in_flight: dict[bytes, np.ndarray] = {}
+        in_flight: dict[bytes, ChunkEmbedding] = {}
         in_flight_lock = threading.Lock()
         embedded = 0
 
@@ -183,8 +191,7 @@ class IngestPipeline:
             cached = self.catalog.store.cached_hashes(self.embedder.model_id, unseen)
             todo = [h for h in unseen if h not in cached]
             if todo:
-                computed = self.embedder.embed_documents([texts[h] for h in todo])
-                fresh = dict(zip(todo, computed, strict=True))
+                fresh = dict(zip(todo, self._embed([texts[h] for h in todo]), strict=True))
                 with in_flight_lock:
                     in_flight.update(fresh)
                 vectors.update(fresh)
@@ -198,6 +205,7 @@ class IngestPipeline:
         try:
             pending: list[_Prepared] = []
             pending_chunks = 0
+            pool_target = self.first_pool_chunks
             while not stop.is_set():
                 try:
                     item = prepared.get(timeout=self.pool_wait)
@@ -214,9 +222,10 @@ class IngestPipeline:
                     continue
                 pending.append(item)
                 pending_chunks += len(item.document.chunks)
-                if pending_chunks >= self.pool_chunks:
+                if pending_chunks >= pool_target:
                     embed_pool(pending)
                     pending, pending_chunks = [], 0
+                    pool_target = min(self.pool_chunks, pool_target * 2)
             if pending and not stop.is_set():
                 embed_pool(pending)
         except BaseException:
@@ -233,6 +242,11 @@ class IngestPipeline:
         self.catalog.flush()
         return IngestReport(outcomes, embedded, time.perf_counter() - started)
 
+    def _embed(self, texts: list[str]) -> list[ChunkEmbedding]:
+        if isinstance(self.embedder, SentenceEmbedder):
+            return self.embedder.embed_chunks(texts, [sentence_spans(t) for t in texts])
+        return [ChunkEmbedding(v) for v in self.embedder.embed_documents(texts)]
+
     def _prepare(
         self,
         source: Source,
@@ -244,6 +258,7 @@ class IngestPipeline:
             if on_stage is not None:
                 on_stage(source.key, "extracting", None, None)
             loaded = source.load()
+            collection = loaded.collection or collection
             sha256 = hashlib.sha256(loaded.data).hexdigest()
             existing = self.catalog.store.find_by_sha256(collection, sha256)
             if existing is not None:

@@ -23,6 +23,8 @@ class Loaded(NamedTuple):
     metadata: dict[str, Any]
     extracted: Extracted | None
     """Set when the source is already text (JSONL records); otherwise extracted from `data`."""
+    collection: str | None = None
+    """The collection this document goes to, when the source says (else the run's)."""
 
 
 class Source(Protocol):

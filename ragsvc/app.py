@@ -1,22 +1,32 @@
 """The HTTP service: `create_app(settings, ...)` builds the Litestar application.
 
-Parts (embedder, answering backends) can be passed in, so tests build the app with real or fake
-parts without patching; whatever is not passed is built from the settings. The catalog and the job
-runner open in the lifespan and live on `app.state.services`. Handlers that touch the model,
-SQLite or FAISS are synchronous and run in Litestar's thread pool, so the event loop never
-blocks; all writes go through the job runner (uploads) or the catalog's writer (deletes).
+The server process only reads documents. Ingestion runs in a worker process it starts and
+supervises (`supervisor.py`), the single writer of documents; the server follows what the
+worker commits through the store's change log (`refresh_interval`), and moves to an index
+rebuilt elsewhere without a restart. It writes job rows (uploads) to the job queue, deletes
+documents, and saves index snapshots.
+
+Parts (query embedder, answering backends) can be passed in, so tests build the app with
+real or fake parts without patching; whatever is not passed is built from the settings. Every
+resource opens in the lifespan and lives on `app.state.services`. Handlers are async: plain
+reads go through aiosqlite (`async_reads.py`); retrieval and answering, which use numpy,
+FAISS and the model, run in worker threads, so the event loop never blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import os
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import jsonschema
@@ -27,19 +37,20 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from indexes import Catalog, ChunkRow, DocumentRow, SearchFilter, SearchHit
-from indexes.jobs import Job, JobStore, NewJob
-from indexes.retrieval import Mode
-from ingest import Chunker, Embedder, EmptyDocument, IngestPipeline, UnsupportedType
+from indexes import Catalog, ChunkRow, DocumentRow, SearchFilter
+from indexes.fusion import Mode
+from ingest import Embedder, EmptyDocument, UnsupportedType, load_query_embedder
 from ingest.extract import sniff
 from ragsvc import __version__
 from ragsvc.answering import Answer, LLMBackend, Passage, build_backends, load_templates
 from ragsvc.answering.cache import ResponseCache
 from ragsvc.answering.chat import BackendError
+from ragsvc.async_reads import AsyncReads
 from ragsvc.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, handle_exception
 from ragsvc.interactions import Interaction, InteractionLog
-from ragsvc.jobs import JobRunner
-from ragsvc.retrieval import context_depth, context_hits, retrieve
+from ragsvc.job_queue import TERMINAL_STATES, Job, JobQueue, NewJob
+from ragsvc.query_encoder import QueryEncoder
+from ragsvc.retrieval import Retrieved, context_depth, context_hits, retrieve
 from ragsvc.retrieval import passages as to_passages
 from ragsvc.schemas import (
     ChunkList,
@@ -56,11 +67,14 @@ from ragsvc.schemas import (
     TemplateInfo,
     TemplateList,
     Timings,
+    WorkerInfo,
 )
 from ragsvc.settings import Settings
+from ragsvc.supervisor import Worker, WorkerProcess, WorkerThread
 
-TERMINAL_STATES = ("ready", "failed")
 SNIPPET_CHARS = 300
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -77,34 +91,63 @@ class Services:
     """Everything the handlers use, opened in the lifespan."""
 
     def __init__(
-        self, settings: Settings, embedder: Embedder, backends: dict[str, LLMBackend] | None
+        self,
+        settings: Settings,
+        query_embedder: Embedder,
+        backends: dict[str, LLMBackend] | None,
+        worker_embedder: Embedder | None,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder
+        self.encoder = QueryEncoder(
+            query_embedder,
+            cache_size=settings.query_cache_size,
+            batch_wait=settings.query_batch_wait_ms / 1000,
+        )
         # Templates and backends are checked before anything opens: a bad one stops start-up.
         self.templates = load_templates(settings.templates_path)
-        self.backends = backends or build_backends(settings, embedder, self.templates)
+        self.backends = backends or build_backends(settings, self.encoder, self.templates)
         self.default_backend = settings.answer_backend
         self.cache = ResponseCache(settings.answer_cache_size)
         self.catalog = Catalog.open(
             settings.data_path,
-            model_id=embedder.model_id,
-            dimension=embedder.dimension,
+            model_id=query_embedder.model_id,
+            dimension=query_embedder.dimension,
             index_type=settings.index_type,
             save_interval=settings.index_save_interval,
+            lexical_k1=settings.lexical_k1,
+            lexical_b=settings.lexical_b,
         )
-        self.jobs = JobStore(self.catalog.store)
-        chunker = Chunker(
-            embedder,
-            max_tokens=settings.chunk_max_tokens or None,
-            overlap=settings.chunk_overlap_tokens,
+        self.catalog.reader  # noqa: B018 (load the indexes now, not on the first query)
+        self.jobs = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)
+        self.worker: Worker = (
+            WorkerThread(settings, worker_embedder)
+            if settings.ingest_worker == "thread"
+            else WorkerProcess(settings)
         )
-        pipeline = IngestPipeline(
-            self.catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks
-        )
-        self.runner = JobRunner(self.jobs, pipeline)
-        self.log = InteractionLog(settings.data_path, settings.interaction_log)
-        self.runner.start()
+        self.worker.start()
+        self._stopping = threading.Event()
+        self._follower = threading.Thread(target=self._follow, name="index-follower", daemon=True)
+        self._follower.start()
+        self.reads: AsyncReads
+        self.log: InteractionLog
+
+    async def open_async(self) -> None:
+        self.reads = await AsyncReads.open(self.settings.data_path)
+        self.log = await InteractionLog.open(self.settings.data_path, self.settings.interaction_log)
+
+    def _follow(self) -> None:
+        """Pick up what the worker and CLI commands commit, and rebuilds made elsewhere."""
+        while not self._stopping.wait(self.settings.refresh_interval):
+            try:
+                self.catalog.refresh()
+                self.catalog.maybe_save()
+            except Exception:
+                logger.exception("following the store failed; retrying")
+
+    def notify_worker(self) -> None:
+        notify: Callable[[], None] | None = getattr(self.worker, "notify", None)
+        if notify is not None:
+            notify()
 
     def backend(self, name: str | None) -> LLMBackend:
         name = name or self.default_backend
@@ -115,14 +158,25 @@ class Services:
         return self.backends[name]
 
     def close(self) -> None:
-        self.runner.stop()
+        self._stopping.set()
+        self._follower.join(timeout=10)
+        self.worker.stop()
+        self.encoder.close()
+        self.jobs.close()
         self.catalog.close()
-        self.log.close()
+
+    async def close_async(self) -> None:
+        await self.reads.close()
+        await self.log.close()
 
 
 def _services(state: State) -> Services:
     services: Services = state.services
     return services
+
+
+async def _in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs))
 
 
 # -- documents and jobs --------------------------------------------------------------------
@@ -165,8 +219,8 @@ async def upload_documents(
             allowed = ", ".join(settings.allowed_types)
             raise UnsupportedMediaType(f"{name}: {media_type} is not accepted (allowed: {allowed})")
         new_jobs.append(NewJob(collection, name, content, metadata))
-    jobs = await anyio.to_thread.run_sync(services.jobs.create, new_jobs)
-    services.runner.notify()
+    jobs = await _in_thread(services.jobs.create, new_jobs)
+    services.notify_worker()
     status = 202
     if wait:
         jobs = await _wait_for(services, jobs)
@@ -176,50 +230,42 @@ async def upload_documents(
 
 async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
     deadline = time.monotonic() + services.settings.upload_wait_timeout
-
-    def read() -> list[Job]:
-        return [services.jobs.get(j.id) for j in jobs]
-
     while True:
-        current = await anyio.to_thread.run_sync(read)
-        if all(j.state in TERMINAL_STATES for j in current) or time.monotonic() > deadline:
+        current = await services.reads.jobs([j.id for j in jobs])
+        if all(j.state in TERMINAL_STATES for j in current):
+            # Read your writes: the served index holds the documents before the answer.
+            await _in_thread(services.catalog.refresh)
             return current
-        await asyncio.sleep(0.1)
+        if time.monotonic() > deadline:
+            return current
+        await asyncio.sleep(0.05)
 
 
-@get("/jobs/{job_id:str}", summary="An ingestion job: state, progress, error", sync_to_thread=True)
-def get_job(state: State, job_id: FromPath[str]) -> Job:
-    return _services(state).jobs.get(job_id)
+@get("/jobs/{job_id:str}", summary="An ingestion job: state, progress, error")
+async def get_job(state: State, job_id: FromPath[str]) -> Job:
+    return await _services(state).reads.job(job_id)
 
 
-@get(
-    "/documents", summary="Documents, paginated, optionally in one collection", sync_to_thread=True
-)
-def list_documents(
+@get("/documents", summary="Documents, paginated, optionally in one collection")
+async def list_documents(
     state: State,
     collection: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     offset: Annotated[int, QueryParameter(ge=0)] = 0,
 ) -> DocumentList:
-    rows = _services(state).catalog.store.documents(collection, limit=limit + 1, offset=offset)
+    rows = await _services(state).reads.documents(collection, limit=limit + 1, offset=offset)
     next_offset = offset + limit if len(rows) > limit else None
     return DocumentList(rows[:limit], limit, offset, next_offset)
 
 
-@get("/documents/{document_id:int}", summary="One document's metadata", sync_to_thread=True)
-def get_document(state: State, document_id: FromPath[int]) -> DocumentRow:
-    return _services(state).catalog.store.document(document_id)
+@get("/documents/{document_id:int}", summary="One document's metadata")
+async def get_document(state: State, document_id: FromPath[int]) -> DocumentRow:
+    return await _services(state).reads.document(document_id)
 
 
-@get(
-    "/documents/{document_id:int}/chunks",
-    summary="A document's chunks with pages and offsets",
-    sync_to_thread=True,
-)
-def get_document_chunks(state: State, document_id: FromPath[int]) -> ChunkList:
-    store = _services(state).catalog.store
-    store.document(document_id)  # 404 for an unknown document
-    chunks: list[ChunkRow] = store.document_chunks(document_id)
+@get("/documents/{document_id:int}/chunks", summary="A document's chunks with pages and offsets")
+async def get_document_chunks(state: State, document_id: FromPath[int]) -> ChunkList:
+    chunks: list[ChunkRow] = await _services(state).reads.document_chunks(document_id)
     return ChunkList(document_id, chunks)
 
 
@@ -243,8 +289,10 @@ def _retrieve(
     collection: str | None,
     mode: Mode | None = None,
     filters: Filters | None = None,
-) -> tuple[list[SearchHit], Timings]:
-    """The top-k chunks for `text`, with the time each stage took."""
+    *,
+    need_vector: bool = False,
+) -> tuple[Retrieved, Timings]:
+    """The top-k chunks for `text`, with the time each stage took (runs in a thread)."""
     if not text.strip():
         raise BadRequest(f"{field} is empty")
     search_filter = SearchFilter(
@@ -253,27 +301,36 @@ def _retrieve(
         media_types=filters.media_types if filters else None,
         metadata=filters.metadata if filters else None,
     )
-    hits, embed_s, search_s = retrieve(
+    retrieved = retrieve(
         services.catalog,
-        services.embedder,
+        services.encoder,
         services.settings,
         text,
         k=k,
         mode=mode,
         filters=search_filter,
+        need_vector=need_vector,
     )
+    embed_s, search_s = retrieved.embed_seconds, retrieved.search_seconds
     timings = Timings(
         embed_ms=_ms(embed_s), search_ms=_ms(search_s), total_ms=_ms(embed_s + search_s)
     )
-    return hits, timings
+    return retrieved, timings
 
 
-@post("/search", status_code=200, summary="Top-k chunks for a query", sync_to_thread=True)
-def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
-    hits, timings = _retrieve(
-        _services(state), data.query, "query", data.k, data.collection, data.mode, data.filters
+@post("/search", status_code=200, summary="Top-k chunks for a query")
+async def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
+    retrieved, timings = await _in_thread(
+        _retrieve,
+        _services(state),
+        data.query,
+        "query",
+        data.k,
+        data.collection,
+        data.mode,
+        data.filters,
     )
-    return SearchResponse(hits, timings)
+    return SearchResponse(retrieved.hits, timings)
 
 
 @post(
@@ -283,24 +340,23 @@ def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
     description="With `stream: true` or `Accept: text/event-stream`, the answer comes as "
     "Server-Sent Events: `sources`, then `token` events, then `done` with the final answer "
     "(or `error`).",
-    sync_to_thread=True,
 )
-def query(
+async def query(
     state: State, request: Request[Any, Any, Any], data: JSONBody[QueryRequest]
 ) -> QueryResponse:
     services = _services(state)
     request_id = uuid.uuid4().hex
     record = Interaction(request_id=request_id, question=data.question, collection=data.collection)
     try:
-        return _query(services, request, data, record)
+        return await _query(services, request, data, record)
     except Exception as error:
-        services.log.record(
+        await services.log.record(
             msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
         )
         raise
 
 
-def _query(
+async def _query(
     services: Services, request: Request[Any, Any, Any], data: QueryRequest, record: Interaction
 ) -> QueryResponse:
     backend = services.backend(data.backend)
@@ -316,11 +372,23 @@ def _query(
             raise BadRequest(
                 f"response_schema is not a valid JSON Schema: {error.message}"
             ) from None
-    depth = context_depth(services.settings, data.k)
-    hits, retrieval = _retrieve(
-        services, data.question, "question", depth, data.collection, data.mode, data.filters
-    )
-    passages = to_passages(context_hits(services.catalog, services.settings, hits, data.k))
+
+    def context() -> tuple[list[Passage], Timings]:
+        depth = context_depth(services.settings, data.k)
+        retrieved, timings = _retrieve(
+            services,
+            data.question,
+            "question",
+            depth,
+            data.collection,
+            data.mode,
+            data.filters,
+            need_vector=True,
+        )
+        hits = context_hits(services.catalog, services.settings, retrieved.hits, data.k)
+        return to_passages(services.catalog, hits), timings
+
+    passages, retrieval = await _in_thread(context)
     key = backend.cache_key(data.question, passages, data.response_schema)
     if key is not None:
         key = f"{key}:{services.catalog.store.generation()}"
@@ -339,13 +407,17 @@ def _query(
         return EventStream(events)  # type: ignore[return-value]
     started = time.perf_counter()
     cached = services.cache.get(key) if key is not None else None
-    answer = cached or backend.answer(data.question, passages, response_schema=data.response_schema)
+    answer = cached
+    if answer is None:
+        answer = await _in_thread(
+            backend.answer, data.question, passages, response_schema=data.response_schema
+        )
     if key is not None and cached is None and answer.fallback_reason is None:
         services.cache.put(key, answer)
     response = _query_response(
         answer, passages, retrieval, time.perf_counter() - started, cached, record.request_id
     )
-    services.log.record(_interaction(record, answer, response))
+    await services.log.record(_interaction(record, answer, response))
     return response
 
 
@@ -447,7 +519,7 @@ async def _answer_events(
         yield event("token", {"text": cached.text})
         elapsed = time.perf_counter() - started
         done = _query_response(cached, passages, retrieval, elapsed, cached, record.request_id)
-        services.log.record(_interaction(record, cached, done))
+        await services.log.record(_interaction(record, cached, done))
         yield event("done", done)
         return
     pieces = backend.stream(question, passages)
@@ -462,7 +534,7 @@ async def _answer_events(
                 break
             yield event("token", {"text": item})
     except BackendError as error:
-        services.log.record(msgspec.structs.replace(record, error=str(error)))
+        await services.log.record(msgspec.structs.replace(record, error=str(error)))
         yield event("error", {"status": 502, "detail": str(error), "request_id": record.request_id})
         return
     finally:
@@ -471,14 +543,14 @@ async def _answer_events(
             close()
     if final is None:
         detail = "the backend ended without an answer"
-        services.log.record(msgspec.structs.replace(record, error=detail))
+        await services.log.record(msgspec.structs.replace(record, error=detail))
         yield event("error", {"status": 502, "detail": detail, "request_id": record.request_id})
         return
     if key is not None and final.fallback_reason is None:
         services.cache.put(key, final)
     elapsed = time.perf_counter() - started
     done = _query_response(final, passages, retrieval, elapsed, None, record.request_id)
-    services.log.record(_interaction(record, final, done))
+    await services.log.record(_interaction(record, final, done))
     yield event("done", done)
 
 
@@ -496,18 +568,25 @@ async def health() -> Health:
     return Health("ok")
 
 
-@get("/ready", summary="Store open, index loaded: counts and model", sync_to_thread=True)
-def ready(state: State) -> Ready:
+@get("/ready", summary="Store open, index loaded: counts, model, worker")
+async def ready(state: State) -> Ready:
     services = _services(state)
-    stats = services.catalog.stats()
+    index = services.catalog.reader.state
     return Ready(
         status="ready",
-        documents=stats.documents,
-        chunks=stats.chunks,
-        vectors=stats.vectors_in_memory,
-        model=services.embedder.model_id,
-        index=stats.index_spec,
-        jobs=services.jobs.counts(),
+        documents=await services.reads.document_count(),
+        chunks=len(index.dense),
+        vectors=len(index.dense),
+        model=services.encoder.model_id,
+        index=index.dense.spec,
+        jobs=await services.reads.job_counts(),
+        change_seq=index.change_seq,
+        worker=WorkerInfo(
+            mode=services.settings.ingest_worker,
+            pid=services.worker.pid,
+            restarts=services.worker.restarts,
+        ),
+        server_pid=os.getpid(),
     )
 
 
@@ -520,20 +599,30 @@ def create_app(
     embedder: Embedder | None = None,
     backends: dict[str, LLMBackend] | None = None,
 ) -> Litestar:
-    """The application; parts not given are built from `settings` when it starts."""
+    """The application; parts not given are built from `settings` when it starts.
+
+    `embedder` embeds queries (and, with `ingest_worker = "thread"`, documents too); by
+    default queries go through `ingest.load_query_embedder` (ONNX Runtime where it can) and
+    documents through the worker process's own embedder.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         def open_services() -> Services:
-            from ragsvc.cli import make_embedder
-
-            return Services(settings, embedder or make_embedder(settings), backends)
+            query_embedder = embedder or load_query_embedder(settings.embedder_config)
+            return Services(settings, query_embedder, backends, embedder)
 
         services = await anyio.to_thread.run_sync(open_services)
+        try:
+            await services.open_async()
+        except BaseException:
+            await anyio.to_thread.run_sync(services.close)
+            raise
         app.state.services = services
         try:
             yield
         finally:
+            await services.close_async()
             await anyio.to_thread.run_sync(services.close)
 
     return Litestar(

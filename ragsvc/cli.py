@@ -8,9 +8,9 @@ mismatched store) and nothing was changed; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from indexes import Catalog, IndexesError, SearchFilter
-from indexes.retrieval import MODES
+from indexes.fusion import MODES
 from indexes.vectors import INDEX_TYPES
 from ingest import (
     Chunker,
@@ -32,6 +32,7 @@ from ingest import (
     file_sources,
     jsonl_sources,
     load_embedder,
+    load_query_embedder,
     reembed,
 )
 from ingest.sources import Source, count_lines
@@ -186,18 +187,22 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def make_embedder(settings: Settings) -> Embedder:
-    return _cached_embedder(
-        settings.embedder,
-        settings.embedding_model,
-        settings.embedding_device,
-        settings.embedding_batch_size,
-    )
+    """The document embedder of these settings (loaded once per process)."""
+    return load_embedder(settings.embedder_config)
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_embedder(backend: str, model: str, device: str, batch_size: int) -> Embedder:
-    # Loading a model takes seconds; a process that runs several commands loads it once.
-    return load_embedder(backend, model, device=device, batch_size=batch_size)
+def make_query_embedder(settings: Settings) -> Embedder:
+    """The query embedder of these settings: ONNX Runtime where it can be."""
+    return load_query_embedder(settings.embedder_config)
+
+
+def lower_priority(settings: Settings) -> None:
+    """Beside a running server, heavy commands yield the CPU to its queries (setting
+    `worker_nice`); alone, they run at full speed."""
+    from ragsvc.worker import worker_is_running
+
+    if settings.worker_nice and worker_is_running(settings.data_path):
+        os.nice(settings.worker_nice)
 
 
 def open_catalog(settings: Settings, embedder: Embedder | None = None, **options: Any) -> Catalog:
@@ -207,6 +212,8 @@ def open_catalog(settings: Settings, embedder: Embedder | None = None, **options
         dimension=embedder.dimension if embedder else None,
         index_type=settings.index_type,
         save_interval=settings.index_save_interval,
+        lexical_k1=settings.lexical_k1,
+        lexical_b=settings.lexical_b,
         **options,
     )
 
@@ -241,6 +248,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         if not sources:
             raise CommandError("no files to ingest in the given folders (try --recursive)")
 
+    lower_priority(settings)
     embedder = make_embedder(settings)
     chunker = make_chunker(settings, embedder)
     with open_catalog(settings, embedder) as catalog:
@@ -248,6 +256,8 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
             catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks
         )
         report = _run_with_progress(pipeline, sources, total, collection, metadata, args)
+        if report.chunks_stored:
+            catalog.refresh()  # load and catch up the indexes, so the snapshot saved covers it
 
     failures = report.failures
     rate = report.chunks_stored / report.seconds if report.seconds else 0.0
@@ -300,9 +310,9 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError("-k must be between 1 and 1000")
     if not args.query.strip():
         raise CommandError("the query is empty")
-    embedder = make_embedder(settings)
+    embedder = make_query_embedder(settings)
     with open_catalog(settings, embedder, readonly=True) as catalog:
-        hits, _, _ = retrieve(
+        hits = retrieve(
             catalog,
             embedder,
             settings,
@@ -310,7 +320,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
             k=args.k,
             mode=args.mode,
             filters=SearchFilter(collection=args.collection),
-        )
+        ).hits
     if args.json:
         print(msgspec.json.encode(hits).decode())
         return EXIT_OK
@@ -329,6 +339,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    lower_priority(settings)
     if args.reembed:
         embedder = make_embedder(settings)
         with open_catalog(settings, embedder, allow_model_change=True) as catalog:
@@ -361,7 +372,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     in_sync = (
         stats.vectors_in_index_file == stats.chunks
-        and stats.index_file_generation == stats.store_generation
+        and stats.index_file_change_seq == stats.store_change_seq
     )
     rows = [
         ["data dir", stats.data_dir],
@@ -391,9 +402,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from ragsvc.answering.prompts import load_templates
     from ragsvc.app import create_app
 
-    # Check templates and load the model before binding, so a bad configuration fails here.
+    # Check templates and load the query model before binding, so a bad configuration fails
+    # here. The server never loads the document model: its worker process does.
     load_templates(settings.templates_path)
-    embedder = make_embedder(settings)
+    embedder = make_query_embedder(settings)
     app = create_app(settings, embedder=embedder)
     print(f"serving on http://{settings.host}:{settings.port} (data in {settings.data_path})")
     uvicorn.run(
@@ -423,14 +435,16 @@ def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
     baseline = _read_json(args.baseline) if args.baseline else None
     eval_dir = args.eval_dir or Path("eval-data") / args.beir.resolve().name
     queries, qrels = evaluation.load_beir(args.beir, args.split)
-    embedder = make_embedder(settings)
+    query_embedder = make_query_embedder(settings)
     eval_settings = msgspec.structs.replace(settings, data_dir=str(eval_dir))
-    with open_catalog(eval_settings, embedder) as catalog:
+    with open_catalog(eval_settings, query_embedder) as catalog:
         print(f"ingesting {corpus} into {eval_dir} (known documents are skipped)", file=sys.stderr)
-        added, unchanged = evaluation.ingest_corpus(catalog, embedder, settings, corpus)
+        added, unchanged = evaluation.ingest_corpus(catalog, settings, corpus)
         print(f"{added} added, {unchanged} already there; {len(queries)} queries", file=sys.stderr)
         modes = list(MODES) if args.mode == "all" else [args.mode]
-        results = evaluation.evaluate(catalog, embedder, settings, queries, qrels, modes, args.k)
+        results = evaluation.evaluate(
+            catalog, query_embedder, settings, queries, qrels, modes, args.k
+        )
         stats = catalog.stats()
     report = {
         "dataset": args.beir.resolve().name,
@@ -439,7 +453,8 @@ def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
         "documents": stats.documents,
         "chunks": stats.chunks,
         "k": args.k,
-        "model": embedder.model_id,
+        "model": query_embedder.model_id,
+        "precision": settings.embedding_precision,
         "fusion": {
             "method": settings.fusion,
             "rrf_k": settings.fusion_rrf_k,
@@ -470,6 +485,7 @@ def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
 def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     from ragsvc.answering import build_backends
     from ragsvc.evaluation import answers as evaluation
+    from ragsvc.query_encoder import QueryEncoder
 
     if not args.squad.is_file():
         raise CommandError(f"no such file: {args.squad}")
@@ -479,19 +495,20 @@ def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     except (KeyError, ValueError, TypeError) as error:
         raise CommandError(f"{args.squad} is not SQuAD-format data: {error}") from None
     eval_dir = args.eval_dir or Path("eval-data") / args.squad.stem
-    embedder = make_embedder(settings)
-    backend = build_backends(settings, embedder)[settings.answer_backend]
+    query_embedder = QueryEncoder(make_query_embedder(settings), cache_size=16)
+    backend = build_backends(settings, query_embedder)[settings.answer_backend]
     eval_settings = msgspec.structs.replace(settings, data_dir=str(eval_dir))
-    with open_catalog(eval_settings, embedder) as catalog:
-        documents = evaluation.ingest_articles(catalog, embedder, settings, indexed)
+    with open_catalog(eval_settings, query_embedder) as catalog:
+        documents = evaluation.ingest_articles(catalog, settings, indexed)
         print(
             f"{documents} paragraphs of {len(indexed)} articles indexed; "
             f"{len(left_out)} articles left out",
             file=sys.stderr,
         )
         results = evaluation.evaluate(
-            catalog, embedder, settings, backend, indexed, left_out, args.k
+            catalog, query_embedder, settings, backend, indexed, left_out, args.k
         )
+    query_embedder.close()
     report = {
         "dataset": args.squad.name,
         "backend": backend.name,
@@ -555,6 +572,7 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
             catalog.require_collection(args.collection)
         document = catalog.store.document(args.document_id)
         catalog.delete_document(args.document_id, args.collection)
+        catalog.refresh()  # the saved index snapshot follows
     print(f"deleted document {document.id} ({document.source_name}, {document.chunk_count} chunks)")
     return EXIT_OK
 

@@ -2,16 +2,19 @@
 
 It lives beside the store, not in it (`interactions.jsonl` or `interactions.sqlite3` in the
 data directory), so that logging a query never waits for an ingestion transaction and the
-source of truth holds only documents. `ragsvc log tail` reads it back.
+source of truth holds only documents. The service writes it from the event loop: through
+aiosqlite, or a worker thread for the JSONL file, so a slow disk never blocks the loop.
+`ragsvc log tail` reads it back.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Literal
 
+import aiosqlite
+import anyio
 import msgspec
 
 from indexes.store import utc_now
@@ -47,41 +50,48 @@ _ENCODER = msgspec.json.Encoder()
 
 
 class InteractionLog:
-    def __init__(self, data_dir: Path, sink: Sink) -> None:
+    def __init__(self, path: Path, sink: Sink, db: aiosqlite.Connection | None) -> None:
         self.sink = sink
-        self._lock = threading.Lock()
-        self.path = data_dir / (
-            "interactions.sqlite3" if sink == "sqlite" else "interactions.jsonl"
-        )
-        self._db: sqlite3.Connection | None = None
+        self.path = path
+        self._db = db
+        self._lock = anyio.Lock()
+
+    @classmethod
+    async def open(cls, data_dir: Path, sink: Sink) -> InteractionLog:
+        path = data_dir / ("interactions.sqlite3" if sink == "sqlite" else "interactions.jsonl")
+        db = None
         if sink == "sqlite":
             data_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
+            db = await aiosqlite.connect(path, isolation_level=None)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(
                 "CREATE TABLE IF NOT EXISTS interactions ("
                 "id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, at TEXT NOT NULL, "
                 "record TEXT NOT NULL)"
             )
+        return cls(path, sink, db)
 
-    def record(self, interaction: Interaction) -> None:
+    async def record(self, interaction: Interaction) -> None:
         if self.sink == "off":
             return
         interaction = msgspec.structs.replace(interaction, at=interaction.at or utc_now())
         line = _ENCODER.encode(interaction)
-        with self._lock:
-            if self._db is not None:
-                self._db.execute(
-                    "INSERT INTO interactions(request_id, at, record) VALUES (?, ?, ?)",
-                    (interaction.request_id, interaction.at, line.decode()),
-                )
-            else:
-                with open(self.path, "ab") as handle:
-                    handle.write(line + b"\n")
-
-    def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            await self._db.execute(
+                "INSERT INTO interactions(request_id, at, record) VALUES (?, ?, ?)",
+                (interaction.request_id, interaction.at, line.decode()),
+            )
+            return
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._append, line)
+
+    def _append(self, line: bytes) -> None:
+        with open(self.path, "ab") as handle:
+            handle.write(line + b"\n")
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
 
 
 def tail(data_dir: Path, sink: Sink, count: int) -> list[Interaction]:

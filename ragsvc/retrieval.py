@@ -1,18 +1,29 @@
-"""The one retrieval path of the service, the CLI and the evaluations: embed the query, then
-dense, lexical or hybrid retrieval with the configured fusion, and timings for both stages."""
+"""The one retrieval path of the service, the CLI and the evaluations: embed the query (unless
+only lexical retrieval is wanted), then dense, lexical or hybrid retrieval with the configured
+fusion, and timings for both stages."""
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
 from indexes import Catalog, SearchHit
-from indexes.retrieval import Mode, SearchFilter
+from indexes.fusion import Mode, SearchFilter
 from ingest import Embedder
+from ingest.chunking import sentence_spans
 from ragsvc.answering.base import Passage
 from ragsvc.settings import Settings
+
+
+class Retrieved(NamedTuple):
+    hits: list[SearchHit]
+    vector: np.ndarray | None
+    """The query's embedding, when one was computed."""
+    embed_seconds: float
+    search_seconds: float
 
 
 def retrieve(
@@ -24,12 +35,13 @@ def retrieve(
     k: int,
     mode: Mode | None = None,
     filters: SearchFilter | None = None,
-) -> tuple[list[SearchHit], float, float]:
-    """(hits, seconds embedding, seconds searching)."""
+    need_vector: bool = False,
+) -> Retrieved:
+    """Top-k hits for `text`. Lexical retrieval embeds nothing unless `need_vector` (an
+    answer needs the vector, and then hits also carry their similarity)."""
     mode = mode or settings.retrieval_mode
     started = time.perf_counter()
-    # Lexical retrieval ranks without the vector, but it still gives hits their similarity.
-    vector = embedder.embed_query(text)
+    vector = embedder.embed_query(text) if mode != "lexical" or need_vector else None
     embedded = time.perf_counter()
     hits = catalog.retrieve(
         k=k,
@@ -42,28 +54,41 @@ def retrieve(
         dense_weight=settings.fusion_dense_weight,
         candidates=settings.fusion_candidates,
     )
-    return hits, embedded - started, time.perf_counter() - embedded
+    return Retrieved(hits, vector, embedded - started, time.perf_counter() - embedded)
 
 
-def passages(hits: list[SearchHit]) -> list[Passage]:
+def passages(catalog: Catalog, hits: list[SearchHit]) -> list[Passage]:
     """Hits numbered from 1 for an answerer; their score is the cosine similarity, on which
-    answer confidence is calibrated, whatever ranked them."""
-    return [
-        Passage(
-            number=number,
-            chunk_id=hit.chunk_id,
-            document_id=hit.document_id,
-            source_name=hit.source_name,
-            text=hit.text,
-            score=hit.similarity if hit.similarity is not None else hit.score,
-            page_start=hit.page_start,
-            page_end=hit.page_end,
-            char_start=hit.char_start,
-            char_end=hit.char_end,
-            retrievers=hit.retrievers,
+    answer confidence is calibrated, whatever ranked them. Each carries its sentences' stored
+    vectors when its text is a whole stored chunk (not widened by neighbours)."""
+    stored = catalog.store.sentences_for_chunks(
+        catalog.model_id, [h.chunk_id for h in hits], catalog.dimension
+    )
+    result = []
+    for number, hit in enumerate(hits, start=1):
+        sentences = stored.get(hit.chunk_id)
+        if sentences is not None and sentences[0].tolist() != [
+            list(span) for span in sentence_spans(hit.text)
+        ]:
+            sentences = None  # a passage widened by its neighbours: other sentences
+        result.append(
+            Passage(
+                number=number,
+                chunk_id=hit.chunk_id,
+                document_id=hit.document_id,
+                source_name=hit.source_name,
+                text=hit.text,
+                score=hit.similarity if hit.similarity is not None else hit.score,
+                page_start=hit.page_start,
+                page_end=hit.page_end,
+                char_start=hit.char_start,
+                char_end=hit.char_end,
+                retrievers=hit.retrievers,
+                sentence_spans=None if sentences is None else sentences[0],
+                sentence_vectors=None if sentences is None else sentences[1],
+            )
         )
-        for number, hit in enumerate(hits, start=1)
-    ]
+    return result
 
 
 MMR_POOL = 3  # candidates per wanted passage when diversifying

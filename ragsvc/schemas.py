@@ -12,8 +12,8 @@ import msgspec
 from msgspec import Meta
 
 from indexes import ChunkRow, DocumentRow, SearchHit
-from indexes.jobs import Job
-from indexes.retrieval import MetadataValue, Mode
+from indexes.fusion import MetadataValue, Mode
+from ragsvc.job_queue import Job
 
 Question = Annotated[str, Meta(min_length=1, max_length=10_000)]
 TopK = Annotated[int, Meta(ge=1, le=100)]
@@ -130,11 +130,24 @@ class Health(msgspec.Struct, frozen=True):
     status: str
 
 
+class WorkerInfo(msgspec.Struct, frozen=True):
+    mode: str
+    """`process` or `thread` (setting `ingest_worker`)."""
+    pid: int | None
+    """The worker's process id; None while it is being restarted."""
+    restarts: int
+
+
 class Ready(msgspec.Struct, frozen=True):
     status: str
     documents: int
     chunks: int
+    """Chunks in the served index."""
     vectors: int
     model: str
     index: str
     jobs: dict[str, int]
+    change_seq: int = 0
+    """The store's change-log position the served index reflects."""
+    worker: WorkerInfo | None = None
+    server_pid: int = 0

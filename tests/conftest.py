@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from ragsvc.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT.parent / "shared" / "datasets"
+# One ONNX export of the model for the whole session, shared by every data folder and by the
+# server processes the tests start (they inherit the environment).
+os.environ.setdefault(
+    "RAGSVC_MODEL_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"ragsvc-test-models-{os.getuid()}")
+)
 
 
 def dataset(*parts: str) -> Path:

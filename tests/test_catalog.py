@@ -1,4 +1,5 @@
-"""The catalog on a real SQLite file and a real FAISS index: writes, search, recovery."""
+"""The catalog on a real SQLite file, a real FAISS index and the BM25 index: writes, search,
+following the change log, snapshots and recovery."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from indexes import (
     ModelMismatch,
     SchemaTooNew,
     StoreMissing,
-    WriterBusy,
 )
 from indexes.catalog import DATABASE_NAME
 from indexes.store import SCHEMA_VERSION
@@ -35,6 +35,7 @@ def _ingest(
         file_sources([folder]), collection=collection
     )
     assert not report.failures
+    catalog.refresh()  # as `ragsvc ingest` does: the indexes follow, the snapshot is saved
 
 
 def _open(data_dir: Path, embedder: Embedder, **options: object) -> Catalog:
@@ -49,7 +50,7 @@ def test_faiss_ids_are_chunk_ids(
     write_corpus(tmp_path / "docs", 5)
     _ingest(catalog, embedder, chunker, tmp_path / "docs")
     chunk_ids = catalog.store.chunk_ids()
-    assert sorted(catalog._index.ids().tolist()) == chunk_ids.tolist()
+    assert sorted(catalog.reader.state.dense.ids().tolist()) == chunk_ids.tolist()
     hits = catalog.search(embedder.embed_query("volcano magma eruption"), k=3)
     assert len(hits) == 3
     assert "magma" in hits[0].text
@@ -78,7 +79,7 @@ def test_delete_removes_chunks_and_vectors(
     _ingest(catalog, embedder, chunker, tmp_path / "docs")
     document = catalog.store.documents()[0]
     catalog.delete_document(document.id)
-    assert len(catalog._index) == catalog.store.chunk_count()
+    assert len(catalog.reader.state.dense) == catalog.store.chunk_count()
     assert all(
         h.document_id != document.id for h in catalog.search(embedder.embed_query("heart"), k=50)
     )
@@ -105,12 +106,13 @@ def test_stale_index_is_caught_up_from_stored_embeddings(
     shutil.rmtree(data_dir / "index")
     shutil.copytree(saved, data_dir / "index")
     with _open(data_dir, embedder, readonly=True) as catalog:
-        assert catalog.file_vector_count != len(expected)
-        assert sorted(catalog._index.ids().tolist()) == expected
+        assert catalog.stats().vectors_in_index_file != len(expected)
+        assert sorted(catalog.reader.state.dense.ids().tolist()) == expected
+        assert sorted(catalog.reader.state.lexical.ids().tolist()) == expected
     with _open(data_dir, embedder) as catalog:
         stats = catalog.stats()
         assert stats.vectors_in_index_file == stats.chunks == len(expected)
-        assert stats.index_file_generation == stats.store_generation
+        assert stats.index_file_change_seq == stats.store_change_seq
 
 
 def test_unreadable_index_is_rebuilt(
@@ -120,7 +122,7 @@ def test_unreadable_index_is_rebuilt(
     with _open(data_dir, embedder) as catalog:
         _ingest(catalog, embedder, chunker, tmp_path / "docs")
         before = [h.chunk_id for h in catalog.search(embedder.embed_query("bees"), k=5)]
-    for path in (data_dir / "index").glob("vectors-*.faiss"):
+    for path in (data_dir / "index").glob("snapshot-*/vectors.faiss"):
         path.write_bytes(b"not a faiss index")
     with _open(data_dir, embedder) as catalog:
         assert [h.chunk_id for h in catalog.search(embedder.embed_query("bees"), k=5)] == before
@@ -136,13 +138,25 @@ def test_model_change_is_refused_with_the_fix(
         Catalog.open(data_dir, model_id="another/model", dimension=384)
 
 
-def test_one_writer_per_data_directory(
-    catalog: Catalog, data_dir: Path, embedder: Embedder
+def test_writers_beside_each_other_and_readers_follow_them(
+    catalog: Catalog, data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
 ) -> None:
-    with pytest.raises(WriterBusy, match="another ragsvc process"):
-        _open(data_dir, embedder)
-    with _open(data_dir, embedder, readonly=True):
-        pass  # readers are welcome
+    write_corpus(tmp_path / "a", 4, seed=1)
+    write_corpus(tmp_path / "b", 4, seed=2)
+    catalog.reader  # noqa: B018 (loaded before the other writer commits)
+    with _open(data_dir, embedder) as other, _open(data_dir, embedder, readonly=True) as reader:
+        reader.reader  # noqa: B018
+        _ingest(other, embedder, chunker, tmp_path / "a", "alpha")
+        _ingest(catalog, embedder, chunker, tmp_path / "b", "beta")
+        expected = catalog.store.chunk_ids().tolist()
+        for follower in (catalog, other, reader):
+            follower.refresh()
+            assert sorted(follower.reader.state.dense.ids().tolist()) == expected
+        hits = reader.retrieve(k=3, text="bees waggle dance", mode="lexical")
+        assert hits and "waggle" in hits[0].text
+        other.delete_document(other.store.documents()[0].id)
+        reader.refresh()
+        assert len(reader.reader.state.dense) == reader.store.chunk_count()
 
 
 def test_missing_store_and_newer_schema(tmp_path: Path, embedder: Embedder) -> None:
@@ -170,11 +184,13 @@ def test_approximate_indexes_rebuild_and_delete(
         assert catalog.index_type == index_type
         approximate = [h.chunk_id for h in catalog.search(query, k=5)]
         assert len(set(exact) & set(approximate)) >= 3
-        catalog.delete_document(catalog.store.documents()[0].id)
-        assert len(catalog._index) == catalog.store.chunk_count()
+        deleted = catalog.store.documents()[0].id
+        catalog.delete_document(deleted)
+        assert len(catalog.reader.state.dense) == catalog.store.chunk_count()
+        assert all(h.document_id != deleted for h in catalog.search(query, k=50))
     with _open(data_dir, embedder, index_type=index_type) as catalog:
         assert catalog.index_type == index_type
-        assert len(catalog._index) == catalog.store.chunk_count()
+        assert len(catalog.reader.state.dense) == catalog.store.chunk_count()
 
 
 def test_rebuild_flat_gives_the_same_top_10(

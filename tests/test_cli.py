@@ -23,7 +23,7 @@ def _snapshot(data_dir: Path) -> tuple[object, ...]:
     with Catalog.open(data_dir, readonly=True) as catalog:
         stats = catalog.stats()
         documents = [(d.id, d.sha256, d.chunk_count) for d in catalog.store.documents()]
-    return stats.store_generation, stats.chunks, stats.vectors_in_index_file, documents
+    return stats.store_change_seq, stats.chunks, stats.vectors_in_index_file, documents
 
 
 @pytest.fixture

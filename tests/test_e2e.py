@@ -224,8 +224,8 @@ def test_sigkill_during_uploads_loses_and_duplicates_nothing(tmp_path: Path) -> 
         uploader.join(timeout=60)
         server.stop()
 
-    database = tmp_path / "data" / "ragsvc.sqlite3"
-    with sqlite3.connect(database) as conn:
+    queue = tmp_path / "data" / "jobs.sqlite3"
+    with sqlite3.connect(queue) as conn:
         states = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
     print(f"killed with {len(acknowledged)} jobs acknowledged; job states after the kill: {states}")
     restarted = Server(tmp_path / "data", tmp_path / "server.log").start()

@@ -36,6 +36,7 @@ def _settings(tmp_path: Path, fake: FakeLLM, **overrides: Any) -> Settings:
         "llm_api_key": API_KEY,
         "llm_timeout": 1.0,
         "llm_retries": 1,
+        "ingest_worker": "thread",
         **overrides,
     }
     return Settings(**values)
@@ -283,7 +284,9 @@ def test_structured_output(tmp_path: Path, embedder: Embedder) -> None:
 
 
 def test_templates_are_listed_and_checked_at_start(tmp_path: Path, embedder: Embedder) -> None:
-    with _client(Settings(data_dir=str(tmp_path / "data")), embedder) as client:
+    with _client(
+        Settings(data_dir=str(tmp_path / "data"), ingest_worker="thread"), embedder
+    ) as client:
         listed = client.get("/templates").json()["templates"]
     assert {"name": "qa", "version": 1, "variables": ["context", "question"]} in listed
     folder = tmp_path / "templates"
@@ -295,7 +298,9 @@ def test_templates_are_listed_and_checked_at_start(tmp_path: Path, embedder: Emb
     )
     with pytest.raises(TemplateError, match="undeclared variables"):
         load_template(bad)
-    settings = Settings(data_dir=str(tmp_path / "d2"), prompt_templates_dir=str(folder))
+    settings = Settings(
+        data_dir=str(tmp_path / "d2"), prompt_templates_dir=str(folder), ingest_worker="thread"
+    )
     with pytest.raises(BaseExceptionGroup) as raised, _client(settings, embedder):
         pass
     assert raised.group_contains(TemplateError, match="undeclared variables")

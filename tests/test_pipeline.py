@@ -68,7 +68,7 @@ def test_same_name_new_bytes_replaces_the_old_version(
     assert [o.status for o in report.outcomes] == ["replaced"]
     documents = catalog.store.documents()
     assert len(documents) == 1 and documents[0].id != old.id
-    assert len(catalog._index) == catalog.store.chunk_count()
+    assert len(catalog.reader.state.dense) == catalog.store.chunk_count()
     hits = catalog.search(embedder.embed_query("sailing boats"), k=5)
     assert all("Old version" not in h.text for h in hits)
     # The same bytes in another collection are another document.

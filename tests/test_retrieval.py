@@ -1,16 +1,20 @@
-"""Hybrid retrieval, filters, FTS consistency and the evaluation commands."""
+"""Hybrid retrieval, BM25, filters, the lexical index following the store, and the
+evaluation commands."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from litestar.testing import TestClient
 
 from indexes import Catalog, SearchFilter
-from indexes.retrieval import fts_query, fuse_rrf, fuse_weighted
+from indexes.fusion import fuse_rrf, fuse_weighted
+from indexes.lexical import Analyzer, LexicalIndex
 from ingest import Chunker, Embedder, IngestPipeline, file_sources
 from ingest.sources import TextSource
 from ragsvc.app import create_app
@@ -44,8 +48,30 @@ def test_fusion_by_hand() -> None:
     assert weighted[1] == pytest.approx(0.5 * 1.0 + 0.5 * 0.0)
     assert weighted[3] == pytest.approx(0.5 * 0.0 + 0.5 * 1.0)
     assert weighted[2] == pytest.approx(0.5 * (0.8 - 0.1) / 0.8)
-    assert fts_query('what "is" NEAR(x) OR y*?') == '"what" OR "is" OR "near" OR "x" OR "or" OR "y"'
-    assert fts_query("?!") is None
+
+
+def test_bm25_by_hand() -> None:
+    analyzer = Analyzer()
+    assert analyzer.terms("What is the Café's running SPEED?") == ["cafe", "s", "run", "speed"]
+    index = LexicalIndex(analyzer, k1=1.2, b=0.75)
+    texts = ["the cat runs", "dogs run and run", "a bird sings"]
+    index.add([1, 2, 3], texts)
+    lengths = [2, 3, 2]  # after stopwords: "cat run", "dog run run", "bird sing"
+    average = sum(lengths) / 3
+    df, n = 2, 3
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    def bm25(tf: int, length: int) -> float:
+        return idf * tf * 2.2 / (tf + 1.2 * (1 - 0.75 + 0.75 * length / average))
+
+    ranked = index.search("running?", 10)
+    assert [c for c, _ in ranked] == [2, 1]
+    assert ranked[0][1] == pytest.approx(bm25(2, 3), rel=1e-5)
+    assert ranked[1][1] == pytest.approx(bm25(1, 2), rel=1e-5)
+    assert index.search("the of and", 10) == []  # stopwords only
+    index.remove([2])
+    assert [c for c, _ in index.search("run", 10)] == [1]
+    assert [c for c, _ in index.search("run", 10, np.array([False, False, True]))] == []
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
@@ -98,7 +124,7 @@ def test_lexical_index_follows_deletes_and_replacements(
 
 
 def test_search_endpoint_modes_and_filters(tmp_path: Path, embedder: Embedder) -> None:
-    settings = Settings(data_dir=str(tmp_path / "data"))
+    settings = Settings(data_dir=str(tmp_path / "data"), ingest_worker="thread")
     with TestClient(create_app(settings, embedder=embedder)) as client:
         for name, collection, team in (("a.md", "x", "red"), ("b.md", "y", "blue")):
             response = client.post(
@@ -270,7 +296,7 @@ def test_mmr_and_neighbours_shape_the_query_context(catalog: Catalog, embedder: 
     question = "why do lighthouses flash"
 
     plain = Settings()
-    hits, _, _ = retrieve(catalog, embedder, plain, question, k=12, mode="dense")
+    hits = retrieve(catalog, embedder, plain, question, k=12, mode="dense").hits
     top = context_hits(catalog, plain, hits, 3)
     assert {h.source_name for h in top[:2]} == {"twin-a", "twin-b"}  # duplicates crowd the top
 

@@ -38,7 +38,9 @@ NOTES = (
 
 @pytest.fixture
 def client(tmp_path: Path, embedder: Embedder) -> Iterator[TestClient[Any]]:
-    settings = Settings(data_dir=str(tmp_path / "data"), max_file_bytes=200_000)
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), max_file_bytes=200_000, ingest_worker="thread"
+    )
     with TestClient(create_app(settings, embedder=embedder)) as test_client:
         yield test_client
 
@@ -149,7 +151,9 @@ def test_bad_input_gets_a_4xx_and_stores_nothing(
 
 
 def test_request_over_the_limit_is_413(tmp_path: Path, embedder: Embedder) -> None:
-    settings = Settings(data_dir=str(tmp_path / "data"), max_request_bytes=10_000)
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), max_request_bytes=10_000, ingest_worker="thread"
+    )
     with TestClient(create_app(settings, embedder=embedder)) as client:
         _assert_problem(_upload(client, ("a.txt", b"word " * 5000)), 413, "")
         _nothing_stored(client)

@@ -83,7 +83,7 @@ def test_readme_documents_every_setting_with_its_default() -> None:
     text = README.read_text(encoding="utf-8")
     rows = {
         m.group(1): m.group(0)
-        for m in re.finditer(r"^\| `([a-z_]+)` \| `RAGSVC_[A-Z_]+` \|.*$", text, re.M)
+        for m in re.finditer(r"^\| `([a-z0-9_]+)` \| `RAGSVC_[A-Z0-9_]+` \|.*$", text, re.M)
     }
     for field in msgspec.structs.fields(Settings):
         assert field.name in rows, f"setting {field.name!r} is missing from the README table"

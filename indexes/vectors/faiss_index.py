@@ -1,8 +1,10 @@
 """FAISS vector index: `IndexIDMap2` over a flat, HNSW or IVF inner-product index.
 
 Flat is exact and the default. HNSW and IVF are approximate and cannot remove vectors in
-place (`supports_remove` is False), so the catalog rebuilds them from stored embeddings
-after a deletion. IVF derives `nlist` and `nprobe` from the number of vectors it is trained on.
+place through the id map, so a removed id becomes a *tombstone*: it is no longer counted or
+returned, and searches look wider by the number of tombstones. The vectors go at the next
+rebuild from the store. IVF derives `nlist` and `nprobe` from the number of vectors it is
+trained on.
 """
 
 from __future__ import annotations
@@ -33,11 +35,20 @@ def ivf_probes(nlist: int) -> int:
 class FaissIndex:
     """A `VectorIndex` backed by FAISS."""
 
-    def __init__(self, index: Any, index_type: IndexType, dimension: int) -> None:
+    def __init__(
+        self,
+        index: Any,
+        index_type: IndexType,
+        dimension: int,
+        tombstones: np.ndarray | None = None,
+    ) -> None:
         # Any: FAISS's SWIG stubs know neither the IDMap2 wrapper nor its downcast inner index.
         self._index: Any = index
         self.index_type: IndexType = index_type
         self.dimension = dimension
+        self.tombstones = (
+            np.zeros(0, dtype=np.int64) if tombstones is None else np.unique(tombstones)
+        )
 
     @classmethod
     def create(
@@ -65,9 +76,11 @@ class FaissIndex:
         return cls(index, index_type, dimension)
 
     @classmethod
-    def load(cls, path: Path, index_type: IndexType) -> FaissIndex:
+    def load(
+        cls, path: Path, index_type: IndexType, tombstones: np.ndarray | None = None
+    ) -> FaissIndex:
         index = faiss.read_index(str(path))
-        return cls(index, index_type, index.d)
+        return cls(index, index_type, index.d, tombstones)
 
     @property
     def spec(self) -> str:
@@ -80,10 +93,11 @@ class FaissIndex:
 
     @property
     def supports_remove(self) -> bool:
+        """Whether `remove` frees vectors (flat) rather than leaving tombstones."""
         return self.index_type == "flat"
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._index.ntotal) - len(self.tombstones)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
@@ -93,43 +107,78 @@ class FaissIndex:
             )
 
     def remove(self, ids: np.ndarray) -> None:
-        if not self.supports_remove:
-            raise NotImplementedError(f"a {self.index_type} index cannot remove vectors in place")
-        if len(ids):
-            self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        if self.supports_remove:
+            self._index.remove_ids(ids)
+            return
+        held = np.intersect1d(self._all_ids(), ids)
+        self.tombstones = np.union1d(self.tombstones, held)
+
+    def _all_ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+        held = self._all_ids()
+        if len(self.tombstones):
+            held = held[~np.isin(held, self.tombstones)]
+        return held
 
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        if allowed_ids is None:
+        if allowed_ids is None and not len(self.tombstones):
             scores, ids = self._index.search(queries, k)
             return scores, ids
-        allowed = np.ascontiguousarray(allowed_ids, dtype=np.int64)
         if self.index_type == "flat":
             # Exact: the flat scan skips ids outside the selector.
-            params: Any = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
+            assert allowed_ids is not None
+            params: Any = faiss.SearchParameters(sel=_selector(allowed_ids))  # type: ignore[call-arg]
             scores, ids = self._index.search(queries, k, params=params)
             return scores, ids
-        return self._search_post_filtered(queries, k, allowed)
+        return self._search_post_filtered(queries, k, allowed_ids)
+
+    def search_bitmap(
+        self, queries: np.ndarray, k: int, bitmap: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search among the ids whose bit is set in `bitmap` (uint8, little-endian bit order:
+        id i is bit i % 8 of byte i // 8): exact on flat indexes, wider-and-filtered on the
+        others."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
+        bitmap = np.ascontiguousarray(bitmap, dtype=np.uint8)
+        bits = len(bitmap) * 8
+        if self.index_type == "flat":
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+            params: Any = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
+            scores, ids = self._index.search(queries, k, params=params)
+            return scores, ids
+        held = self.ids()
+        inside = held < bits
+        members = held[inside]
+        members = members[(bitmap[members >> 3] >> (members & 7)) & 1 == 1]
+        return self._search_post_filtered(queries, k, members)
 
     def _search_post_filtered(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         # IVF rejects a selector through IDMap2 and HNSW loses recall with one, so search
         # wider and keep allowed ids, widening until k are found or the index is exhausted.
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         out_ids = np.full((len(queries), k), -1, dtype=np.int64)
-        total = len(self)
+        total = int(self._index.ntotal)
+        live = len(self)
         for row, query in enumerate(queries):
-            wanted = min(k, len(allowed))
-            width = min(total, max(4 * k, 64))
+            wanted = min(k, live if allowed is None else len(allowed))
+            width = min(total, max(4 * k, 64) + len(self.tombstones))
             while True:
                 scores, ids = self._index.search(query[None, :], width)
-                keep = np.isin(ids[0], allowed)
+                keep = ids[0] >= 0
+                if allowed is not None:
+                    keep &= np.isin(ids[0], allowed)
+                if len(self.tombstones):
+                    keep &= ~np.isin(ids[0], self.tombstones)
                 found_ids, found_scores = ids[0][keep][:k], scores[0][keep][:k]
                 if len(found_ids) >= wanted or width >= total:
                     break
@@ -140,3 +189,10 @@ class FaissIndex:
 
     def serialize(self) -> bytes:
         return bytes(faiss.serialize_index(self._index))
+
+    def reconstruct(self, chunk_id: int) -> np.ndarray:
+        return np.asarray(self._index.reconstruct(int(chunk_id)), dtype=np.float32)
+
+
+def _selector(allowed_ids: np.ndarray) -> Any:
+    return faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))

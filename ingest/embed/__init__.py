@@ -1,38 +1,171 @@
-"""Embedders: a registry keyed by name, plus a `package.module:Class` escape hatch."""
+"""Embedders: a registry keyed by name, a `package.module:Class` escape hatch, and the two
+factories every command and the service use.
+
+    load_embedder(config)        the embedder for documents (batches): sentence-transformers,
+                                 in bf16 where the CPU has it; loaded once per process
+    load_query_embedder(config)  the embedder for one short text at a time: the same model on
+                                 ONNX Runtime, exported once in a child process and cached
+                                 (`onnx_cache`), or the document embedder where that is not
+                                 possible (another architecture, a custom embedder, a failed
+                                 export check)
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
 
-from ingest.embed.base import Embedder
-from ingest.embed.sentence_transformer import DEFAULT_MODEL, SentenceTransformerEmbedder
+import msgspec
+
+from ingest.embed.base import Embedder, SentenceEmbedder
+from ingest.embed.sentence_transformer import (
+    DEFAULT_MODEL,
+    Precision,
+    SentenceTransformerEmbedder,
+    mean_pooled_model,
+    resolve_model,
+)
 from ingest.errors import EmbedderUnavailable
 
 EMBEDDERS: dict[str, type] = {"sentence-transformers": SentenceTransformerEmbedder}
+QueryRuntime = Literal["auto", "onnx", "torch"]
+EXPORT_TIMEOUT = 900.0
+logger = logging.getLogger(__name__)
 
 
-def load_embedder(
-    backend: str, model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size: int = 32
-) -> Embedder:
-    """Construct the embedder `backend` names: a registry key or "package.module:Class"."""
-    if backend in EMBEDDERS:
-        cls = EMBEDDERS[backend]
-    elif ":" in backend:
-        module_name, _, class_name = backend.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as error:
-            raise EmbedderUnavailable(
-                f"cannot import embedder {backend!r} ({error}); install the package that "
-                f"provides {module_name!r}"
-            ) from None
-    else:
+class EmbedderConfig(msgspec.Struct, frozen=True):
+    backend: str = "sentence-transformers"
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    batch_size: int = 32
+    precision: Precision = "auto"
+    query_runtime: QueryRuntime = "auto"
+    query_threads: int = 0
+    """ONNX Runtime threads for queries; 0 lets it use every core."""
+    onnx_cache: str = ""
+    """Folder where ONNX exports are kept (one subfolder per model); empty: no export."""
+
+
+DEFAULT_CONFIG = EmbedderConfig()
+
+
+@functools.lru_cache(maxsize=4)
+def load_embedder(config: EmbedderConfig = DEFAULT_CONFIG) -> Embedder:
+    """Construct the embedder `config.backend` names: a registry key or "package.module:Class".
+    Loading a model takes seconds; a process asking twice gets the same one."""
+    if config.backend in EMBEDDERS:
+        embedder: Embedder = EMBEDDERS[config.backend](
+            config.model,
+            device=config.device,
+            batch_size=config.batch_size,
+            precision=config.precision,
+        )
+        return embedder
+    if ":" not in config.backend:
         known = ", ".join(sorted(EMBEDDERS))
         raise EmbedderUnavailable(
-            f"unknown embedder {backend!r}; use one of: {known}, or 'package.module:Class'"
+            f"unknown embedder {config.backend!r}; use one of: {known}, or 'package.module:Class'"
         )
-    embedder: Embedder = cls(model, device=device, batch_size=batch_size)
-    return embedder
+    module_name, _, class_name = config.backend.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise EmbedderUnavailable(
+            f"cannot import embedder {config.backend!r} ({error}); install the package that "
+            f"provides {module_name!r}"
+        ) from None
+    custom: Embedder = cls(config.model, device=config.device, batch_size=config.batch_size)
+    return custom
 
 
-__all__ = ["DEFAULT_MODEL", "EMBEDDERS", "Embedder", "SentenceTransformerEmbedder", "load_embedder"]
+@functools.lru_cache(maxsize=4)
+def load_query_embedder(config: EmbedderConfig = DEFAULT_CONFIG) -> Embedder:
+    """The embedder for queries (see the module docstring); never imports torch when an ONNX
+    export is cached or can be made."""
+    if config.query_runtime == "torch" or config.backend != "sentence-transformers":
+        return load_embedder(config)
+    folder = onnx_folder(config)
+    if folder is not None:
+        try:
+            from ingest.embed.onnx_runtime import load_export
+
+            if not _export_is_current(folder, config):
+                _export(config, folder)
+            return load_export(folder, threads=config.query_threads)
+        except (EmbedderUnavailable, OSError, ValueError, KeyError) as error:
+            if config.query_runtime == "onnx":
+                raise EmbedderUnavailable(f"ONNX query embedder unavailable: {error}") from None
+            logger.warning("ONNX query embedder unavailable (%s); using torch for queries", error)
+    elif config.query_runtime == "onnx":
+        raise EmbedderUnavailable(
+            f"model {config.model!r} cannot be exported to ONNX (a local mean-pooled "
+            "sentence-transformers folder is needed)"
+        )
+    return load_embedder(config)
+
+
+def onnx_folder(config: EmbedderConfig) -> Path | None:
+    """Where the ONNX export of `config.model` lives, or None when it cannot have one."""
+    if not config.onnx_cache or config.device != "cpu":
+        return None
+    source, model_id = resolve_model(config.model)
+    if not Path(source).is_dir() or not mean_pooled_model(source):
+        return None
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id).strip("_")
+    return Path(config.onnx_cache).expanduser() / slug[-120:]
+
+
+def _export_is_current(folder: Path, config: EmbedderConfig) -> bool:
+    from ingest.embed.onnx_export import EXPORT_FORMAT, weights_identity
+
+    try:
+        manifest = json.loads((folder / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    source, model_id = resolve_model(config.model)
+    return (
+        manifest.get("format") == EXPORT_FORMAT
+        and manifest.get("model_id") == model_id
+        and manifest.get("weights") == weights_identity(source)
+    )
+
+
+def _export(config: EmbedderConfig, folder: Path) -> None:
+    logger.warning("exporting %s to ONNX for queries (once; cached in %s)", config.model, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ingest.embed.onnx_export",
+            "--model",
+            config.model,
+            "--out",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=EXPORT_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ValueError(f"export failed: {last}")
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EMBEDDERS",
+    "Embedder",
+    "EmbedderConfig",
+    "SentenceEmbedder",
+    "SentenceTransformerEmbedder",
+    "load_embedder",
+    "load_query_embedder",
+]

@@ -25,6 +25,10 @@ class Passage(msgspec.Struct, frozen=True):
     char_end: int = 0
     retrievers: int = 1
     """How many retrievers found the passage (2 when dense and lexical agree)."""
+    sentence_spans: Any = None
+    """The sentences of `text` as an int array of (start, end), when stored with the chunk."""
+    sentence_vectors: Any = None
+    """Their float32 vectors, pooled at ingestion from the chunk's own forward pass."""
 
 
 class Answer(msgspec.Struct, frozen=True):

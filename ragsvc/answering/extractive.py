@@ -4,6 +4,12 @@ Every sentence of the retrieved passages is scored by the cosine similarity of i
 to the question's, plus a share for the question's content words it contains. The best
 sentence (and a second one that scores nearly as well) is the answer, cited as [n].
 
+Sentence vectors come with the passages: they were pooled at ingestion from the token
+embeddings of the chunk's own forward pass (late chunking), so answering needs no model call
+but the question's, and that one is retrieval's (the query encoder caches it). Passages
+without stored sentence vectors (widened by neighbours, or from an embedder that cannot pool
+them) have their sentences embedded here.
+
 Confidence is a logistic function of the evidence: the best passage's retrieval score and the
 best sentence's score. Below `min_confidence` the answer is "not found in the documents".
 """
@@ -67,16 +73,28 @@ class ExtractiveBackend:
         self, question: str, passages: list[Passage]
     ) -> tuple[list[tuple[Passage, str]], np.ndarray]:
         """Every sentence of the passages, with its score for the question."""
-        candidates = [
-            (passage, passage.text[start:end])
-            for passage in passages
-            for start, end in sentence_spans(passage.text)
-        ]
+        candidates: list[tuple[Passage, str]] = []
+        vectors: list[np.ndarray | None] = []
+        for passage in passages:
+            if passage.sentence_vectors is not None:
+                for (start, end), vector in zip(
+                    passage.sentence_spans.tolist(), passage.sentence_vectors, strict=True
+                ):
+                    candidates.append((passage, passage.text[start:end]))
+                    vectors.append(vector)
+            else:
+                for start, end in sentence_spans(passage.text):
+                    candidates.append((passage, passage.text[start:end]))
+                    vectors.append(None)
         if not candidates:
             return [], np.zeros(0)
         question_vector = self.embedder.embed_query(question)
-        vectors = self.embedder.embed_documents([sentence for _, sentence in candidates])
-        similarity = vectors @ question_vector
+        unembedded = [i for i, vector in enumerate(vectors) if vector is None]
+        if unembedded:
+            fresh = self.embedder.embed_documents([candidates[i][1] for i in unembedded])
+            for i, vector in zip(unembedded, fresh, strict=True):
+                vectors[i] = vector
+        similarity = np.stack([v for v in vectors if v is not None]) @ question_vector
         wanted = content_words(question)
         lexical = np.array(
             [

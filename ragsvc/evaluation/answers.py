@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from indexes import Catalog, SearchFilter
-from ingest import Chunker, Embedder, IngestPipeline
+from ingest import Chunker, Embedder, IngestPipeline, load_embedder
 from ingest.sources import TextSource
 from ragsvc.answering.base import LLMBackend
 from ragsvc.evaluation.metrics import auroc, percentile
@@ -79,9 +79,8 @@ def contains_gold(text: str, answers: list[str]) -> bool:
     return any(normalise(answer) in haystack for answer in answers)
 
 
-def ingest_articles(
-    catalog: Catalog, embedder: Embedder, settings: Settings, articles: list[Article]
-) -> int:
+def ingest_articles(catalog: Catalog, settings: Settings, articles: list[Article]) -> int:
+    embedder = load_embedder(settings.embedder_config)
     chunker = Chunker(
         embedder,
         max_tokens=settings.chunk_max_tokens or None,
@@ -114,15 +113,16 @@ def evaluate(
         for article in articles:
             for question in article.questions:
                 started = time.perf_counter()
-                hits, _, _ = retrieve(
+                hits = retrieve(
                     catalog,
                     embedder,
                     settings,
                     question.text,
                     k=context_depth(settings, k),
                     filters=SearchFilter(collection=COLLECTION),
-                )
-                passages = to_passages(context_hits(catalog, settings, hits, k))
+                    need_vector=True,
+                ).hits
+                passages = to_passages(catalog, context_hits(catalog, settings, hits, k))
                 answer = backend.answer(question.text, passages)
                 latencies.append((time.perf_counter() - started) * 1000)
                 confidences[answerable].append(answer.confidence)

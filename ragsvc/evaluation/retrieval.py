@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from indexes import Catalog, SearchFilter
-from indexes.retrieval import Mode
-from ingest import Chunker, Embedder, IngestPipeline, jsonl_sources
+from indexes.fusion import Mode
+from ingest import Chunker, Embedder, IngestPipeline, jsonl_sources, load_embedder
 from ragsvc.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from ragsvc.retrieval import retrieve
 from ragsvc.settings import Settings
@@ -43,10 +43,10 @@ def load_beir(directory: Path, split: str) -> tuple[dict[str, str], dict[str, di
     return queries, qrels
 
 
-def ingest_corpus(
-    catalog: Catalog, embedder: Embedder, settings: Settings, corpus: Path
-) -> tuple[int, int]:
-    """Ingest (or find already ingested) the corpus; returns (added, unchanged)."""
+def ingest_corpus(catalog: Catalog, settings: Settings, corpus: Path) -> tuple[int, int]:
+    """Ingest (or find already ingested) the corpus with the document embedder; returns
+    (added, unchanged)."""
+    embedder = load_embedder(settings.embedder_config)
     chunker = Chunker(
         embedder,
         max_tokens=settings.chunk_max_tokens or None,
@@ -76,7 +76,7 @@ def evaluate(
         latencies = []
         for query_id, text in queries.items():
             started = time.perf_counter()
-            hits, _, _ = retrieve(
+            hits = retrieve(
                 catalog,
                 embedder,
                 settings,
@@ -84,7 +84,7 @@ def evaluate(
                 k=CHUNK_DEPTH,
                 mode=mode,
                 filters=SearchFilter(collection=COLLECTION),
-            )
+            ).hits
             latencies.append((time.perf_counter() - started) * 1000)
             ranking: list[str] = []
             for hit in hits:

@@ -1,6 +1,6 @@
-"""Retrieval building blocks: filters, FTS5 query text, and fusion of ranked lists.
+"""Retrieval building blocks: modes, filters, and fusion of ranked lists.
 
-Fusion combines the dense (FAISS) and lexical (FTS5 BM25) candidate lists:
+Fusion combines the dense (FAISS) and lexical (BM25) candidate lists:
 
 - reciprocal rank fusion: score = Σ 1 / (rrf_k + rank), rank counted from 1 in each list;
   it uses ranks only, so it needs no calibration between the two score scales;
@@ -10,7 +10,6 @@ Fusion combines the dense (FAISS) and lexical (FTS5 BM25) candidate lists:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -20,9 +19,6 @@ Mode = Literal["dense", "lexical", "hybrid"]
 Fusion = Literal["rrf", "weighted"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
 MetadataValue = str | int | float | bool
-
-_TERM = re.compile(r"\w+", re.UNICODE)
-_MAX_TERMS = 64
 
 
 class SearchFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -56,17 +52,6 @@ class SearchFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             clauses.append("json_extract(d.metadata, ?) = ?")
             params.extend([path, int(value) if isinstance(value, bool) else value])
         return (" AND ".join(clauses) or "1"), params
-
-
-def fts_query(text: str) -> str | None:
-    """An FTS5 query matching any word of `text` (quoted, so no word is read as syntax)."""
-    terms: list[str] = []
-    for term in _TERM.findall(text.lower()):
-        if term not in terms:
-            terms.append(term)
-    if not terms:
-        return None
-    return " OR ".join(f'"{term}"' for term in terms[:_MAX_TERMS])
 
 
 def fuse_rrf(

@@ -1,0 +1,146 @@
+"""Recovery: bring in-memory indexes to the store's state, never trusting a file blindly.
+
+    open_state   the saved snapshot when it is usable (same model, dimension and analysis),
+                 caught up; otherwise a fresh build from the store
+    build        every chunk's stored embedding and text, read in one read transaction
+    read_change  what changed since a state's sequence number: from the change log, or by
+                 comparing chunk ids with the store when the log was pruned past it
+    apply        a read change, applied to a state in slices (the caller holds its lock)
+
+Nothing is ever re-embedded to recover: the store holds every chunk's embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from indexes import snapshot
+from indexes.lexical import ANALYZER_VERSION, Analyzer, LexicalIndex
+from indexes.state import ChunkOwners, IndexState, new_build_id
+from indexes.store import ChunkData, Store
+from indexes.vectors import FaissIndex, IndexType
+
+logger = logging.getLogger(__name__)
+APPLY_SLICE = 512
+"""Chunks added per hold of the reader's write lock, so searches interleave with a big catch-up."""
+
+
+class LexicalSettings(NamedTuple):
+    analyzer: Analyzer
+    k1: float
+    b: float
+
+
+class PendingChange(NamedTuple):
+    seq: int
+    removed: np.ndarray
+    added: list[ChunkData]
+    terms: list[list[list[str]]]
+    """The analysed text of every added chunk, batch by batch."""
+
+    @property
+    def empty(self) -> bool:
+        return not len(self.removed) and not self.added
+
+
+def build(
+    store: Store,
+    model_id: str,
+    dimension: int,
+    index_type: IndexType,
+    lexical: LexicalSettings,
+) -> IndexState:
+    """A new build of the indexes from every chunk in the store."""
+    with store.snapshot() as conn:
+        seq = store.change_seq(conn)
+        batches = list(store.chunk_data(model_id, dimension, None, conn))
+    training = np.concatenate([b.vectors for b in batches]) if batches else None
+    state = IndexState(
+        FaissIndex.create(index_type, dimension, training),
+        LexicalIndex(lexical.analyzer, k1=lexical.k1, b=lexical.b),
+        ChunkOwners(),
+        change_seq=seq,
+        build_id=new_build_id(),
+        model_id=model_id,
+    )
+    for data in batches:
+        state.add(data)
+    return state
+
+
+def open_state(
+    store: Store,
+    directory: Path,
+    model_id: str,
+    dimension: int,
+    index_type: IndexType,
+    lexical: LexicalSettings,
+) -> tuple[IndexState, bool]:
+    """(state, whether it differs from the saved snapshot)."""
+    manifest = snapshot.read_manifest(directory)
+    if (
+        manifest is not None
+        and manifest.model_id == model_id
+        and manifest.dimension == dimension
+        and manifest.analyzer_version == ANALYZER_VERSION
+    ):
+        try:
+            state = snapshot.load(directory, manifest, lexical.analyzer, k1=lexical.k1, b=lexical.b)
+            pending = read_change(store, state)
+            for _ in apply(state, pending):
+                pass
+            return state, not pending.empty
+        except (OSError, ValueError, LookupError) as error:
+            logger.warning(
+                "index snapshot %s unusable (%s); rebuilding it", manifest.snapshot, error
+            )
+    return build(store, model_id, dimension, index_type, lexical), True
+
+
+def read_change(store: Store, state: IndexState) -> PendingChange:
+    """What changed in the store since `state` was current, with the added chunks' data."""
+    with store.snapshot() as conn:
+        change = store.changes_since(state.change_seq, conn)
+        if change is None:
+            seq = store.change_seq(conn)
+            in_store = np.fromiter(
+                (r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64
+            )
+            held = state.owners.held()
+            removed = np.setdiff1d(held, in_store, assume_unique=True)
+            added = np.setdiff1d(in_store, held, assume_unique=True)
+        else:
+            seq, added, removed = change
+            added = np.setdiff1d(added, removed)
+        data = (
+            list(store.chunk_data(state.model_id, state.dense.dimension, added.tolist(), conn))
+            if len(added)
+            else []
+        )
+    analyzer = state.lexical.analyzer
+    terms = [[analyzer.terms(text) for text in batch.texts] for batch in data]
+    return PendingChange(seq, removed, data, terms)
+
+
+def apply(state: IndexState, pending: PendingChange) -> Iterator[None]:
+    """Apply `pending` to `state`, yielding between slices: a caller holding a lock may drop
+    and retake it there. The state's sequence number moves only at the end."""
+    state.remove(pending.removed)
+    for data, terms in zip(pending.added, pending.terms, strict=True):
+        for start in range(0, len(data.ids), APPLY_SLICE):
+            end = start + APPLY_SLICE
+            piece = ChunkData(
+                data.ids[start:end],
+                data.document_ids[start:end],
+                data.collection_ids[start:end],
+                data.texts[start:end],
+                data.vectors[start:end],
+            )
+            state.add(piece, terms[start:end])
+            yield
+    state.change_seq = max(state.change_seq, pending.seq)

@@ -1,0 +1,320 @@
+"""The upload job queue: `jobs.sqlite3` in the data directory, owned by the service.
+
+A job is created with its uploaded bytes in one transaction, before the client hears back,
+so an acknowledged upload is never lost. It moves queued → extracting → embedding → ready |
+failed. Jobs are taken fairly: round-robin across upload requests (`upload_id`), so one file
+uploaded while another request's 5,000 files wait is taken within the next batch, not after
+them all. Every take counts an attempt; a job that was taken before (its run crashed or was
+killed) runs alone, so it cannot take a batch of others down with it, and after
+`max_attempts` it fails for good with the reason. Re-running a job is safe: a document whose
+bytes are already stored is found by its hash, not stored twice. The bytes go when a job ends.
+
+The queue lives beside the document store, not in it: uploads never wait for an ingestion
+transaction, and the embedded index knows nothing about HTTP uploads. Stores from before
+this split kept a `jobs` table in `ragsvc.sqlite3`; it is moved here once, on first open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from indexes import NotFound
+from indexes.store import utc_now
+
+JobState = Literal["queued", "extracting", "embedding", "ready", "failed"]
+TERMINAL_STATES: tuple[JobState, ...] = ("ready", "failed")
+QUEUE_NAME = "jobs.sqlite3"
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id            TEXT PRIMARY KEY,
+    upload_id     TEXT NOT NULL,
+    collection    TEXT NOT NULL,
+    file_name     TEXT NOT NULL,
+    metadata      TEXT NOT NULL DEFAULT '{}',
+    payload       BLOB,
+    byte_size     INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    pages         INTEGER,
+    chunks_total  INTEGER,
+    chunks_done   INTEGER NOT NULL DEFAULT 0,
+    document_id   INTEGER,
+    outcome       TEXT,
+    error         TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    created_at    TEXT NOT NULL,
+    started_at    TEXT,
+    finished_at   TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, upload_id);
+"""
+
+
+class JobNotFound(NotFound):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} does not exist")
+        self.job_id = job_id
+
+
+class NewJob(msgspec.Struct, frozen=True):
+    collection: str
+    file_name: str
+    payload: bytes
+    metadata: dict[str, Any] = {}
+
+
+class Job(msgspec.Struct, frozen=True):
+    id: str
+    upload_id: str
+    """The upload request the job came in; jobs are taken round-robin across uploads."""
+    collection: str
+    file_name: str
+    metadata: dict[str, Any]
+    byte_size: int
+    state: JobState
+    pages: int | None
+    chunks_total: int | None
+    chunks_done: int
+    document_id: int | None
+    outcome: str | None
+    error: str | None
+    attempts: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+JOB_COLUMNS = (
+    "id, upload_id, collection, file_name, metadata, byte_size, state, pages, chunks_total, "
+    "chunks_done, document_id, outcome, error, attempts, created_at, started_at, finished_at"
+)
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+COUNT_BY_STATE = "SELECT state, COUNT(*) FROM jobs GROUP BY state"
+# Round-robin across uploads: every upload's first queued job, then every upload's second...
+_FAIR_QUEUED = f"""
+SELECT {JOB_COLUMNS} FROM (
+    SELECT {JOB_COLUMNS}, rowid AS position,
+           ROW_NUMBER() OVER (PARTITION BY upload_id ORDER BY rowid) AS turn
+    FROM jobs WHERE state = 'queued'
+) ORDER BY turn, position LIMIT ?
+"""
+
+
+def job_from_row(row: Any) -> Job:
+    values = list(row)
+    values[4] = json.loads(values[4])
+    return Job(*values)
+
+
+class JobQueue:
+    """Job rows in `jobs.sqlite3`. Thread-safe: one locked writer connection, per-thread readers."""
+
+    def __init__(self, data_dir: Path, *, max_attempts: int = 3) -> None:
+        self.path = data_dir / QUEUE_NAME
+        self.max_attempts = max_attempts
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+        self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _import_legacy_jobs(data_dir, self._writer)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged upload survives power loss
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+                self._writer.execute("COMMIT")
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        for conn in self._readers:
+            conn.close()
+        self._readers = []
+        self._local = threading.local()
+        self._writer.close()
+
+    # -- the service's side ------------------------------------------------------------------
+
+    def create(self, jobs: list[NewJob]) -> list[Job]:
+        """Create all jobs of one upload request in one transaction: all are acknowledged or
+        none are."""
+        now = utc_now()
+        upload_id = uuid.uuid4().hex
+        ids = [uuid.uuid4().hex for _ in jobs]
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO jobs(id, upload_id, collection, file_name, metadata, payload, "
+                "byte_size, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                [
+                    (
+                        job_id,
+                        upload_id,
+                        job.collection,
+                        job.file_name,
+                        json.dumps(job.metadata),
+                        job.payload,
+                        len(job.payload),
+                        now,
+                    )
+                    for job_id, job in zip(ids, jobs, strict=True)
+                ],
+            )
+        return [self.get(job_id) for job_id in ids]
+
+    def get(self, job_id: str) -> Job:
+        row = self._reader().execute(SELECT_JOB, (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    def counts(self) -> dict[str, int]:
+        return {str(r[0]): int(r[1]) for r in self._reader().execute(COUNT_BY_STATE)}
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    def payload(self, job_id: str) -> bytes:
+        row = self._reader().execute("SELECT payload FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or row[0] is None:
+            raise JobNotFound(job_id)
+        return bytes(row[0])
+
+    def take(self, limit: int) -> list[Job]:
+        """Up to `limit` queued jobs, round-robin across uploads, moved to `extracting`; each
+        counts one attempt. A job taken before (its run was interrupted) comes back alone."""
+        now = utc_now()
+        with self._write() as conn:
+            jobs = [job_from_row(r) for r in conn.execute(_FAIR_QUEUED, (limit,)).fetchall()]
+            retried = [j for j in jobs if j.attempts > 0]
+            if retried:
+                jobs = retried[:1]
+            conn.executemany(
+                "UPDATE jobs SET attempts = attempts + 1, state = 'extracting', "
+                "started_at = COALESCE(started_at, ?) WHERE id = ?",
+                [(now, j.id) for j in jobs],
+            )
+        return [
+            msgspec.structs.replace(j, attempts=j.attempts + 1, state="extracting") for j in jobs
+        ]
+
+    def requeue_interrupted(self) -> tuple[int, int]:
+        """Put jobs a crash left half-done back in the queue, failing those that used up
+        their attempts; returns (requeued, given up)."""
+        reason = (
+            f"gave up after {self.max_attempts} attempts: ingestion stopped while this file "
+            "was being processed each time (the worker crashed or was killed)"
+        )
+        now = utc_now()
+        with self._write() as conn:
+            given_up = conn.execute(
+                "UPDATE jobs SET state = 'failed', outcome = 'failed', error = ?, payload = NULL, "
+                "finished_at = ? WHERE state IN ('extracting', 'embedding') AND attempts >= ?",
+                (reason, now, self.max_attempts),
+            ).rowcount
+            requeued = conn.execute(
+                "UPDATE jobs SET state = 'queued' WHERE state IN ('extracting', 'embedding')"
+            ).rowcount
+        return requeued, given_up
+
+    def requeue(self, job_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE jobs SET state = 'queued' WHERE id = ?", (job_id,))
+
+    def mark_stage(
+        self, job_id: str, state: JobState, pages: int | None, chunks_total: int | None
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = ?, pages = COALESCE(?, pages), "
+                "chunks_total = COALESCE(?, chunks_total), "
+                "started_at = COALESCE(started_at, ?) WHERE id = ?",
+                (state, pages, chunks_total, utc_now(), job_id),
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        *,
+        document_id: int | None,
+        outcome: str,
+        chunks: int,
+        error: str | None,
+    ) -> None:
+        state: JobState = "failed" if error else "ready"
+        now = utc_now()
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = ?, document_id = ?, outcome = ?, error = ?, "
+                "chunks_done = ?, chunks_total = COALESCE(chunks_total, ?), payload = NULL, "
+                "started_at = COALESCE(started_at, ?), finished_at = ? WHERE id = ?",
+                (state, document_id, outcome, error, chunks, chunks, now, now, job_id),
+            )
+
+
+def _import_legacy_jobs(data_dir: Path, queue: sqlite3.Connection) -> None:
+    """Move a `jobs` table left in the document store by an older version into the queue."""
+    store_path = data_dir / "ragsvc.sqlite3"
+    if not store_path.exists():
+        return
+    store = sqlite3.connect(store_path, isolation_level=None)
+    try:
+        store.execute("PRAGMA busy_timeout=30000")
+        exists = store.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+        ).fetchone()
+        if exists is None:
+            return
+        store.execute("BEGIN IMMEDIATE")
+        try:
+            rows = store.execute(
+                "SELECT id, id, collection, file_name, metadata, payload, byte_size, state, "
+                "pages, chunks_total, chunks_done, document_id, outcome, error, attempts, "
+                "created_at, started_at, finished_at FROM jobs ORDER BY rowid"
+            ).fetchall()
+            queue.execute("BEGIN IMMEDIATE")
+            queue.executemany(
+                "INSERT OR IGNORE INTO jobs(id, upload_id, collection, file_name, metadata, "
+                "payload, byte_size, state, pages, chunks_total, chunks_done, document_id, "
+                "outcome, error, attempts, created_at, started_at, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            queue.execute("COMMIT")
+            store.execute("DROP TABLE jobs")
+            store.execute("COMMIT")
+        except BaseException:
+            if queue.in_transaction:
+                queue.execute("ROLLBACK")
+            store.execute("ROLLBACK")
+            raise
+    finally:
+        store.close()

@@ -1,0 +1,137 @@
+"""Query embeddings for the service: a small cache, and micro-batching of concurrent requests.
+
+    request threads ──embed_query──▶ cache? ──miss──▶ queue ──▶ batcher thread
+                                                                  one forward pass for every
+                                                                  query waiting (up to
+                                                                  `max_batch`), each caller
+                                                                  gets exactly its own vector
+
+A query that arrives while a forward pass runs waits for the next one and shares it with the
+others that arrived meanwhile; `batch_wait` (seconds) can hold an idle batcher a little longer
+for company. Identical questions in one batch are embedded once. Answers to repeated
+questions come from an LRU cache keyed by the exact text, which is also how the extractive
+answerer reuses the vector retrieval computed: a question is embedded once per request.
+
+`QueryEncoder` is itself an `Embedder`: token offsets and document batches pass through.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from ingest import Embedder
+
+
+class _Request:
+    __slots__ = ("done", "error", "text", "vector")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.vector: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class QueryEncoder:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        cache_size: int = 1024,
+        max_batch: int = 32,
+        batch_wait: float = 0.0,
+    ) -> None:
+        self.embedder = embedder
+        self.model_id = embedder.model_id
+        self.dimension = embedder.dimension
+        self.max_tokens = embedder.max_tokens
+        self.special_tokens = embedder.special_tokens
+        self.cache_size = max(1, cache_size)
+        self.max_batch = max_batch
+        self.batch_wait = batch_wait
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.forward_passes = 0
+        self.batched_queries = 0
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._queue: list[_Request] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="query-batcher", daemon=True)
+        self._thread.start()
+
+    # -- the Embedder contract ---------------------------------------------------------------
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return self.embedder.token_offsets(text)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._cache_lock:
+            cached = self._cache.get(text)
+            if cached is not None:
+                self._cache.move_to_end(text)
+                self.cache_hits += 1
+                return cached
+            self.cache_misses += 1
+        request = _Request(text)
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the query encoder is closed")
+            self._queue.append(request)
+            self._wake.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.vector is not None
+        with self._cache_lock:
+            self._cache[text] = request.vector
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return request.vector
+
+    # -- batching ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if self._closed and not self._queue:
+                    return
+                if self.batch_wait > 0 and len(self._queue) < self.max_batch:
+                    self._wake.wait(self.batch_wait)
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+            self._encode(batch)
+
+    def _encode(self, batch: list[_Request]) -> None:
+        texts = list(dict.fromkeys(r.text for r in batch))
+        try:
+            vectors = self.embedder.embed_documents(texts)
+        except BaseException as error:
+            for request in batch:
+                request.error = error
+                request.done.set()
+            return
+        self.forward_passes += 1
+        self.batched_queries += len(batch)
+        by_text = {text: vectors[i] for i, text in enumerate(texts)}
+        for request in batch:
+            vector = by_text[request.text].copy()
+            vector.setflags(write=False)
+            request.vector = vector
+            request.done.set()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        self._thread.join(timeout=5)

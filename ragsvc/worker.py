@@ -1,0 +1,154 @@
+"""The ingestion worker: `python -m ragsvc.worker`, started and supervised by the server.
+
+It runs the upload jobs of one data directory and is the service's single writer of
+documents: it loads the document embedder (torch, bf16 where the CPU has it), lowers its own
+CPU priority (`worker_nice`) so that queries in the server keep their CPU, and commits to the
+store, which the server follows through the change log. It holds `worker.lock` for as long as
+it runs, so two servers on one directory never run jobs twice. It dies with the server (Linux
+parent-death signal, and a check of its parent otherwise) and stops cleanly on SIGTERM,
+finishing the pool it is embedding. Settings come from the server, as JSON in
+`RAGSVC_WORKER_SETTINGS`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import msgspec
+
+from indexes import Catalog
+from ingest import Chunker, Embedder, IngestPipeline, load_embedder
+from ragsvc.job_queue import JobQueue
+from ragsvc.job_runner import JobRunner
+from ragsvc.settings import Settings
+
+SETTINGS_VARIABLE = "RAGSVC_WORKER_SETTINGS"
+PARENT_VARIABLE = "RAGSVC_WORKER_PARENT"
+LOCK_NAME = "worker.lock"
+EXIT_BUSY = 3
+LOOKAHEAD = 16
+"""Documents prepared ahead of the embedder: small, so a new upload is taken soon."""
+logger = logging.getLogger("ragsvc.worker")
+
+
+class WorkerBusy(Exception):
+    """Another worker runs the jobs of this data directory."""
+
+
+def acquire_worker_lock(data_dir: Path) -> int:
+    """Hold `worker.lock` (released when the process ends); raises `WorkerBusy`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(handle, 64).decode(errors="replace").strip() or "unknown"
+        os.close(handle)
+        raise WorkerBusy(
+            f"another ragsvc worker (pid {holder}) runs the jobs of {data_dir}"
+        ) from None
+    os.ftruncate(handle, 0)
+    os.write(handle, f"{os.getpid()}\n".encode())
+    return handle
+
+
+def worker_is_running(data_dir: Path) -> bool:
+    """Whether some process holds this directory's worker lock (a server is running)."""
+    path = data_dir / LOCK_NAME
+    if not path.exists():
+        return False
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)
+    return False
+
+
+def build_runner(settings: Settings, embedder: Embedder | None = None) -> tuple[JobRunner, Catalog]:
+    """The job runner of a data directory, with its embedder (the configured one unless
+    given) and a catalog that only writes (it never loads an index)."""
+    embedder = embedder or load_embedder(settings.embedder_config)
+    catalog = Catalog.open(
+        settings.data_path,
+        model_id=embedder.model_id,
+        dimension=embedder.dimension,
+        index_type=settings.index_type,
+        save_interval=settings.index_save_interval,
+        lexical_k1=settings.lexical_k1,
+        lexical_b=settings.lexical_b,
+    )
+    chunker = Chunker(
+        embedder,
+        max_tokens=settings.chunk_max_tokens or None,
+        overlap=settings.chunk_overlap_tokens,
+    )
+    pipeline = IngestPipeline(
+        catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks, lookahead=LOOKAHEAD
+    )
+    queue = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)
+    return JobRunner(queue, pipeline), catalog
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the signal was armed
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main() -> int:
+    settings = msgspec.json.decode(os.environ[SETTINGS_VARIABLE], type=Settings)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(levelname)s %(name)s[worker %(process)d]: %(message)s",
+    )
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    if os.environ.get(PARENT_VARIABLE):
+        _die_with_parent(int(os.environ[PARENT_VARIABLE]))
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
+    try:
+        acquire_worker_lock(settings.data_path)
+    except WorkerBusy as error:
+        logger.error("%s", error)
+        return EXIT_BUSY
+    runner, catalog = build_runner(settings)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        runner.stop(timeout=0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner.resume_interrupted()
+    logger.info("worker ready (pid %d, nice %d)", os.getpid(), os.nice(0))
+    try:
+        runner.run_forever()
+    finally:
+        runner.jobs.close()
+        catalog.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
