@@ -49,8 +49,8 @@ yourselves
 ENGLISH_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-DEFAULT_K1 = 1.2
-DEFAULT_B = 0.75
+DEFAULT_K1 = 0.9
+DEFAULT_B = 0.4
 _MERGE_FACTOR = 2
 
 

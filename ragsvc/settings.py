@@ -43,8 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ingest_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
     index_type: Literal["flat", "hnsw", "ivf"] = "flat"
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
-    lexical_k1: Annotated[float, Meta(ge=0, le=10)] = 1.2
-    lexical_b: Annotated[float, Meta(ge=0, le=1)] = 0.75
+    lexical_k1: Annotated[float, Meta(ge=0, le=10)] = 0.9
+    lexical_b: Annotated[float, Meta(ge=0, le=1)] = 0.4
     fusion: Literal["rrf", "weighted"] = "rrf"
     fusion_rrf_k: Annotated[int, Meta(ge=1, le=10_000)] = 60
     fusion_dense_weight: Annotated[float, Meta(ge=0, le=1)] = 0.5
@@ -73,6 +73,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         "extractive"
     )
     answer_min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    answer_sentence_vectors: Literal["stored", "encode"] = "stored"
     llm_model: str = ""
     llm_base_url: str = ""
     llm_api_key: str = ""
@@ -175,7 +176,7 @@ SETTINGS_HELP: dict[str, str] = {
         "kind until `ragsvc rebuild --index-type` changes it."
     ),
     "retrieval_mode": (
-        "Default retrieval for search and query: `dense` (FAISS), `lexical` (SQLite FTS5 BM25) "
+        "Default retrieval for search and query: `dense` (FAISS), `lexical` (BM25) "
         "or `hybrid` (both, fused). Requests and `ragsvc search --mode` may override it."
     ),
     "lexical_k1": "BM25 term-frequency saturation `k1` of lexical retrieval.",
@@ -237,6 +238,11 @@ SETTINGS_HELP: dict[str, str] = {
     ),
     "answer_min_confidence": (
         "Confidence below which `/query` answers `answerable: false` (not found in the documents)."
+    ),
+    "answer_sentence_vectors": (
+        "Where the extractive answerer gets sentence vectors: `stored` (pooled at ingestion from "
+        "each chunk's own forward pass; no model call beyond the question's) or `encode` "
+        "(every sentence of the retrieved passages embedded per answer)."
     ),
     "llm_model": "Model name sent to the LLM backend (required unless the backend is extractive).",
     "llm_base_url": (

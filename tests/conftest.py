@@ -4,12 +4,17 @@ shared datasets, which tests skip on, with a message, where they are absent."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -117,3 +122,76 @@ def write_corpus(folder: Path, count: int, *, seed: int = 0) -> list[Path]:
         path.write_text(body, encoding="utf-8")
         paths.append(path)
     return paths
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A `ragsvc serve` child process on a free loopback port."""
+
+    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.log = log
+        self.env = {**os.environ, "RAGSVC_LOG_LEVEL": "info", **(env or {})}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ragsvc",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "serve",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                stdout=log,
+                stderr=log,
+                env=self.env,
+            )
+        deadline = time.monotonic() + 120
+        while True:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def wait_jobs(
+    client: httpx.Client, job_ids: list[str], timeout: float = 300
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = [client.get(f"/jobs/{job_id}").json() for job_id in job_ids]
+        if all(j["state"] in ("ready", "failed") for j in jobs):
+            return jobs
+        assert time.monotonic() < deadline, "jobs did not finish"
+        time.sleep(0.25)

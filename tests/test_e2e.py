@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, dataset
+from tests.conftest import Server, dataset, wait_jobs
 
 NAACL = ("pdf_samples", "pdfminer.six", "samples", "nonfree", "naacl06-shinyama.pdf")
 QUESTION = "What F-score does the HMM-based named entity tagger reach?"
@@ -27,84 +22,11 @@ MARKDOWN = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """A `ragsvc serve` child process on a free loopback port."""
-
-    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.log = log
-        self.env = {**os.environ, "RAGSVC_LOG_LEVEL": "info", **(env or {})}
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "ragsvc",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "serve",
-                    "--port",
-                    str(self.port),
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-                env=self.env,
-            )
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
     running = Server(tmp_path / "data", tmp_path / "server.log").start()
     yield running
     running.stop()
-
-
-def _wait_jobs(
-    client: httpx.Client, job_ids: list[str], timeout: float = 300
-) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = [client.get(f"/jobs/{job_id}").json() for job_id in job_ids]
-        if all(j["state"] in ("ready", "failed") for j in jobs):
-            return jobs
-        assert time.monotonic() < deadline, "jobs did not finish"
-        time.sleep(0.25)
 
 
 @pytest.mark.slow
@@ -166,7 +88,7 @@ def test_search_keeps_answering_during_a_500_document_job(server: Server) -> Non
             if states <= {"ready", "failed"}:
                 break
             time.sleep(0.05)
-        jobs = _wait_jobs(client, job_ids)
+        jobs = wait_jobs(client, job_ids)
         elapsed = time.monotonic() - started
         assert all(j["state"] == "ready" for j in jobs)
         assert client.get("/ready").json()["documents"] == 500
@@ -231,7 +153,7 @@ def test_sigkill_during_uploads_loses_and_duplicates_nothing(tmp_path: Path) -> 
     restarted = Server(tmp_path / "data", tmp_path / "server.log").start()
     try:
         with httpx.Client(base_url=restarted.url, timeout=60) as client:
-            jobs = _wait_jobs(client, list(acknowledged))
+            jobs = wait_jobs(client, list(acknowledged))
             assert all(j["state"] == "ready" for j in jobs), [
                 j for j in jobs if j["state"] != "ready"
             ]

@@ -10,6 +10,8 @@ trained on.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ import numpy as np
 
 from indexes.vectors.base import IndexType
 
+SMALL_SEARCH = 20
+"""Searches of fewer queries than this run on the calling thread alone: OpenMP threads
+spinning for a few vectors' worth of work only take the cores from the query encoder."""
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
 HNSW_EF_CONSTRUCTION = 80
@@ -128,7 +133,14 @@ class FaissIndex:
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and ids, each shaped (n_queries, k); missing results have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
+        with _threads_for(len(queries)):
+            return self._search(queries, k, allowed_ids)
+
+    def _search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if allowed_ids is None and not len(self.tombstones):
             scores, ids = self._index.search(queries, k)
             return scores, ids
@@ -147,7 +159,12 @@ class FaissIndex:
         id i is bit i % 8 of byte i // 8): exact on flat indexes, wider-and-filtered on the
         others."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        bitmap = np.ascontiguousarray(bitmap, dtype=np.uint8)
+        with _threads_for(len(queries)):
+            return self._search_bitmap(queries, k, np.ascontiguousarray(bitmap, dtype=np.uint8))
+
+    def _search_bitmap(
+        self, queries: np.ndarray, k: int, bitmap: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         bits = len(bitmap) * 8
         if self.index_type == "flat":
             selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
@@ -192,6 +209,20 @@ class FaissIndex:
 
     def reconstruct(self, chunk_id: int) -> np.ndarray:
         return np.asarray(self._index.reconstruct(int(chunk_id)), dtype=np.float32)
+
+
+@contextmanager
+def _threads_for(queries: int) -> Iterator[None]:
+    """One OpenMP thread (this thread's setting) for a search of a few queries."""
+    if queries >= SMALL_SEARCH:
+        yield
+        return
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def _selector(allowed_ids: np.ndarray) -> Any:

@@ -39,7 +39,11 @@ def api_key(settings: Settings) -> str | None:
 def build_backends(
     settings: Settings, embedder: Embedder, templates: dict[str, Template] | None = None
 ) -> dict[str, LLMBackend]:
-    extractive = ExtractiveBackend(embedder, min_confidence=settings.answer_min_confidence)
+    extractive = ExtractiveBackend(
+        embedder,
+        min_confidence=settings.answer_min_confidence,
+        stored_sentences=settings.answer_sentence_vectors == "stored",
+    )
     backends: dict[str, LLMBackend] = {"extractive": extractive}
     if settings.answer_backend == "extractive":
         return backends

@@ -55,9 +55,17 @@ class ExtractiveBackend:
     name = "extractive"
     model: str | None = None
 
-    def __init__(self, embedder: Embedder, *, min_confidence: float = 0.5) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        min_confidence: float = 0.5,
+        stored_sentences: bool = True,
+    ) -> None:
         self.embedder = embedder
         self.min_confidence = min_confidence
+        self.stored_sentences = stored_sentences
+        """Use the sentence vectors stored with chunks; False embeds sentences per answer."""
 
     def stream(self, question: str, passages: list[Passage]) -> Iterator[str | Answer]:
         answer = self.answer(question, passages)
@@ -76,7 +84,7 @@ class ExtractiveBackend:
         candidates: list[tuple[Passage, str]] = []
         vectors: list[np.ndarray | None] = []
         for passage in passages:
-            if passage.sentence_vectors is not None:
+            if self.stored_sentences and passage.sentence_vectors is not None:
                 for (start, end), vector in zip(
                     passage.sentence_spans.tolist(), passage.sentence_vectors, strict=True
                 ):
