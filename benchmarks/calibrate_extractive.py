@@ -13,6 +13,7 @@ midpoint was chosen for. Run on a collection other than the one answers are eval
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -44,7 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     queries = list(load_beir(args.beir, args.split)[0].values())[: args.queries]
     with tempfile.TemporaryDirectory(prefix="calibrate-") as scratch:
-        settings = Settings(data_dir=scratch)
+        settings = Settings(
+            data_dir=scratch, model_cache_dir=os.environ.get("RAGSVC_MODEL_CACHE_DIR", "")
+        )
         embedder = load_embedder(settings.embedder_config)
         query_embedder = load_query_embedder(settings.embedder_config)
         with Catalog.open(
@@ -62,7 +65,7 @@ def main() -> None:
                 best = max(p.score for p in context)
                 evidence = []
                 for backend in (encoded, stored):
-                    _, scores = backend._rank(text, context)
+                    _, scores, _ = backend._rank(text, context)
                     evidence.append(0.5 * best + 0.5 * float(scores.max()))
                 shifts.append(evidence[0] - evidence[1])
     shift = float(np.mean(shifts))
