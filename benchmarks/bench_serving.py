@@ -36,8 +36,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -61,6 +59,7 @@ from ingest.chunking import Chunker  # noqa: E402
 from ragsvc.evaluation.metrics import ndcg_at_k  # noqa: E402
 from ragsvc.evaluation.retrieval import load_beir  # noqa: E402
 from ragsvc.retrieval import retrieve  # noqa: E402
+from ragsvc.server_process import ServerProcess  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 STAGES = ("build", "retrieval", "server", "load", "ingest")
@@ -85,12 +84,6 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
     print(flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def rss_mb(pid: int | None) -> tuple[float, float]:
     """(resident, peak resident) in MB of a process, from /proc."""
     if pid is None:
@@ -103,55 +96,9 @@ def rss_mb(pid: int | None) -> tuple[float, float]:
     return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
 
 
-class Server:
-    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.env = {**os.environ, **(env or {})}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "ragsvc",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "serve",
-                    "--port",
-                    str(self.port),
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-                env=self.env,
-            )
-        deadline = time.monotonic() + 300
-        while True:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-
-    def ready(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/ready", timeout=30).json())
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+class Server(ServerProcess):
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        super().__init__(data_dir, log, cwd=ROOT)
 
 
 # -- stages ----------------------------------------------------------------------------------

@@ -256,6 +256,14 @@ SELECT_DOCUMENT_CHUNKS = (
 )
 
 
+def documents_query(collection: str | None, limit: int, offset: int) -> tuple[str, tuple[Any, ...]]:
+    """A page of documents, optionally of one collection, by id: (SQL, parameters)."""
+    sql = f"SELECT {DOCUMENT_COLUMNS} FROM documents d JOIN collections c ON c.id = d.collection_id"
+    if collection is None:
+        return sql + " ORDER BY d.id LIMIT ? OFFSET ?", (limit, offset)
+    return sql + " WHERE c.name = ? ORDER BY d.id LIMIT ? OFFSET ?", (collection, limit, offset)
+
+
 def document_row(row: Any) -> DocumentRow:
     values = list(row)
     values[11] = json.loads(values[11])
@@ -431,17 +439,10 @@ class Store:
     def documents(
         self, collection: str | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[DocumentRow]:
-        sql = (
-            f"SELECT {DOCUMENT_COLUMNS} FROM documents d "
-            "JOIN collections c ON c.id = d.collection_id"
-        )
-        params: tuple[Any, ...] = ()
         if collection is not None:
             self.collection_id(collection)
-            sql += " WHERE c.name = ?"
-            params = (collection,)
-        sql += " ORDER BY d.id LIMIT ? OFFSET ?"
-        rows = self.reader().execute(sql, (*params, limit, offset)).fetchall()
+        sql, params = documents_query(collection, limit, offset)
+        rows = self.reader().execute(sql, params).fetchall()
         return [document_row(r) for r in rows]
 
     def chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:

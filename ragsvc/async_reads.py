@@ -16,10 +16,10 @@ import aiosqlite
 from indexes import ChunkRow, CollectionNotFound, DocumentNotFound, DocumentRow
 from indexes.catalog import DATABASE_NAME
 from indexes.store import (
-    DOCUMENT_COLUMNS,
     SELECT_DOCUMENT,
     SELECT_DOCUMENT_CHUNKS,
     document_row,
+    documents_query,
 )
 from ragsvc.job_queue import COUNT_BY_STATE, QUEUE_NAME, SELECT_JOB, Job, JobNotFound, job_from_row
 
@@ -82,19 +82,11 @@ class AsyncReads:
     async def documents(
         self, collection: str | None, *, limit: int, offset: int
     ) -> list[DocumentRow]:
-        sql = (
-            f"SELECT {DOCUMENT_COLUMNS} FROM documents d "
-            "JOIN collections c ON c.id = d.collection_id"
-        )
-        params: tuple[Any, ...] = ()
         if collection is not None:
             known = "SELECT 1 FROM collections WHERE name = ?"
             if await self._one(self._store, known, (collection,)) is None:
                 raise CollectionNotFound(collection)
-            sql += " WHERE c.name = ?"
-            params = (collection,)
-        sql += " ORDER BY d.id LIMIT ? OFFSET ?"
-        rows = await self._all(self._store, sql, (*params, limit, offset))
+        rows = await self._all(self._store, *documents_query(collection, limit, offset))
         return [document_row(r) for r in rows]
 
     async def document_chunks(self, document_id: int) -> list[ChunkRow]:

@@ -4,8 +4,6 @@ shared datasets, which tests skip on, with a message, where they are absent."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +19,7 @@ import pytest
 from indexes import Catalog
 from ingest import Chunker, Embedder
 from ragsvc.cli import make_embedder
+from ragsvc.server_process import ServerProcess
 from ragsvc.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,65 +123,11 @@ def write_corpus(folder: Path, count: int, *, seed: int = 0) -> list[Path]:
     return paths
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """A `ragsvc serve` child process on a free loopback port."""
+class Server(ServerProcess):
+    """A `ragsvc serve` child process on a free loopback port, logging at info level."""
 
     def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.log = log
-        self.env = {**os.environ, "RAGSVC_LOG_LEVEL": "info", **(env or {})}
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "ragsvc",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "serve",
-                    "--port",
-                    str(self.port),
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-                env=self.env,
-            )
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        super().__init__(data_dir, log, {"RAGSVC_LOG_LEVEL": "info", **(env or {})}, cwd=ROOT)
 
 
 def wait_jobs(

@@ -1,0 +1,167 @@
+"""The parts the serving path is made of: the ONNX query embedder against torch, micro-batching,
+bf16 documents, stored sentence vectors, fair job scheduling, and recovery from a pruned log."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexes import Catalog
+from indexes.store import Store
+from ingest import (
+    Chunker,
+    Embedder,
+    EmbedderConfig,
+    IngestPipeline,
+    file_sources,
+    load_embedder,
+    load_query_embedder,
+)
+from ingest.chunking import sentence_spans
+from ingest.embed.onnx_runtime import OnnxEmbedder
+from ingest.sources import TextSource
+from ragsvc.answering.extractive import ExtractiveBackend
+from ragsvc.job_queue import JobQueue, NewJob
+from ragsvc.query_encoder import QueryEncoder
+from ragsvc.retrieval import passages, retrieve
+from ragsvc.settings import Settings
+from tests.conftest import dataset, write_corpus
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder() -> Embedder:
+    cache = os.environ["RAGSVC_MODEL_CACHE_DIR"]  # set by conftest for the session
+    embedder = load_query_embedder(EmbedderConfig(onnx_cache=cache, query_runtime="onnx"))
+    assert isinstance(embedder, OnnxEmbedder)
+    return embedder
+
+
+def test_onnx_query_embeddings_equal_torch_on_every_scifact_query(
+    onnx_embedder: Embedder, embedder: Embedder
+) -> None:
+    path = dataset("scifact", "queries.jsonl")
+    queries = [json.loads(line)["text"] for line in path.read_text().splitlines()]
+    reference = embedder.embed_documents(queries)
+    one_by_one = np.stack([onnx_embedder.embed_query(q) for q in queries])
+    assert len(queries) > 1000
+    assert float((one_by_one * reference).sum(axis=1).min()) >= 0.9999
+    assert onnx_embedder.token_offsets("Tides follow the moon.") == embedder.token_offsets(
+        "Tides follow the moon."
+    )
+
+
+def test_concurrent_queries_share_forward_passes_and_get_their_own_vectors(
+    onnx_embedder: Embedder,
+) -> None:
+    encoder = QueryEncoder(onnx_embedder, cache_size=1024, batch_wait=0.005)
+    texts = [f"question number {i} about glaciers and {i * 7} valleys" for i in range(24)]
+    expected = {t: onnx_embedder.embed_query(t) for t in texts}
+    results: dict[str, np.ndarray] = {}
+    start = threading.Barrier(len(texts))
+
+    def ask(text: str) -> None:
+        start.wait()
+        results[text] = encoder.embed_query(text)
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        for text in texts:
+            assert float(results[text] @ expected[text]) >= 0.9999
+        assert encoder.batched_queries == len(texts)
+        assert encoder.forward_passes < len(texts)  # some of them shared a pass
+        before = encoder.forward_passes
+        assert float(encoder.embed_query(texts[0]) @ expected[texts[0]]) >= 0.9999
+        assert encoder.forward_passes == before and encoder.cache_hits == 1  # from the cache
+    finally:
+        encoder.close()
+
+
+def test_bf16_documents_stay_within_cosine_of_fp32() -> None:
+    texts = [f"Document {i}: volcanoes erupt when magma rises through cracks." for i in range(8)]
+    texts += ["A much longer text about photosynthesis and sugar. " * 20]
+    fp32 = load_embedder(EmbedderConfig(precision="fp32")).embed_documents(texts)
+    bf16 = load_embedder(EmbedderConfig(precision="bf16")).embed_documents(texts)
+    assert float((fp32 * bf16).sum(axis=1).min()) >= 0.9995
+
+
+def test_sentence_vectors_are_stored_and_answer_without_embedding_sentences(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker
+) -> None:
+    text = (
+        "The lighthouse keeper logs the weather every morning. Storm warnings are raised with "
+        "a red flag on the east tower. Ships anchor in the bay when the flag is up."
+    )
+    IngestPipeline(catalog, embedder, chunker).run([TextSource("notes", text)], collection="c")
+    question = "What signals a storm warning?"
+    hits = retrieve(catalog, embedder, Settings(), question, k=1, need_vector=True).hits
+    (passage,) = passages(catalog, hits)
+    assert passage.sentence_spans.tolist() == [list(s) for s in sentence_spans(passage.text)]
+    vectors = np.asarray(passage.sentence_vectors)
+    encoded = embedder.embed_documents(
+        [passage.text[a:b] for a, b in passage.sentence_spans.tolist()]
+    )
+    # Pooled in context, not equal to sentences embedded alone, but about the same thing.
+    assert vectors.shape == encoded.shape
+    assert float((vectors * encoded).sum(axis=1).min()) > 0.6
+
+    class NoSentenceEmbedding:
+        """The query side only: embedding documents here would be a wasted model call."""
+
+        def embed_query(self, text: str) -> np.ndarray:
+            return embedder.embed_query(text)
+
+        def embed_documents(self, texts: list[str]) -> np.ndarray:
+            raise AssertionError("sentences were embedded at answer time")
+
+    answerer = ExtractiveBackend(NoSentenceEmbedding(), min_confidence=0.0)  # type: ignore[arg-type]
+    answer = answerer.answer(question, [passage])
+    assert "red flag" in answer.text and answer.citations == [1]
+
+
+def test_jobs_are_taken_round_robin_across_uploads_and_retried_ones_alone(
+    tmp_path: Path,
+) -> None:
+    queue = JobQueue(tmp_path, max_attempts=2)
+    big = queue.create([NewJob("c", f"big-{i}.txt", b"x") for i in range(50)])
+    (small,) = queue.create([NewJob("c", "one-page.txt", b"y")])
+    taken = queue.take(4)
+    assert small.id in {j.id for j in taken}
+    assert {j.state for j in taken} == {"extracting"} and {j.attempts for j in taken} == {1}
+    # The worker dies: the four go back to the queue, then come back one at a time.
+    assert queue.requeue_interrupted() == (4, 0)
+    retried = queue.take(4)
+    assert len(retried) == 1 and retried[0].attempts == 2
+    assert queue.requeue_interrupted() == (0, 1)  # out of attempts: failed for good
+    failed = queue.get(retried[0].id)
+    assert failed.state == "failed" and "gave up after 2 attempts" in (failed.error or "")
+    assert big[0].upload_id != small.upload_id
+    queue.close()
+
+
+def test_a_reader_behind_a_pruned_change_log_catches_up_by_ids(
+    data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
+    write_corpus(tmp_path / "a", 4, seed=1)
+    write_corpus(tmp_path / "b", 4, seed=2)
+    with Catalog.open(data_dir, model_id=embedder.model_id, dimension=embedder.dimension) as one:
+        IngestPipeline(one, embedder, chunker).run(file_sources([tmp_path / "a"]))
+        follower = Catalog.open(data_dir, readonly=True)
+        follower.reader  # noqa: B018 (loaded now, then left behind)
+        IngestPipeline(one, embedder, chunker).run(file_sources([tmp_path / "b"]))
+        one.delete_document(one.store.documents()[0].id)
+        with one.store.write(bump_generation=False) as conn:
+            Store.prune_changes(conn, Store.change_seq(conn))  # forget every change
+        expected = one.store.chunk_ids().tolist()
+    assert follower.refresh()
+    assert sorted(follower.reader.state.dense.ids().tolist()) == expected
+    assert sorted(follower.reader.state.lexical.ids().tolist()) == expected
+    follower.close()
