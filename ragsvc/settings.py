@@ -73,7 +73,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         "extractive"
     )
     answer_min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.5
-    answer_sentence_vectors: Literal["stored", "encode"] = "stored"
+    answer_sentence_vectors: Literal["stored", "rerank", "encode"] = "stored"
+    answer_rerank_sentences: Annotated[int, Meta(ge=1, le=64)] = 4
     llm_model: str = ""
     llm_base_url: str = ""
     llm_api_key: str = ""
@@ -241,8 +242,13 @@ SETTINGS_HELP: dict[str, str] = {
     ),
     "answer_sentence_vectors": (
         "Where the extractive answerer gets sentence vectors: `stored` (pooled at ingestion from "
-        "each chunk's own forward pass; no model call beyond the question's) or `encode` "
-        "(every sentence of the retrieved passages embedded per answer)."
+        "each chunk's own forward pass; no model call beyond the question's), `rerank` (stored "
+        "vectors shortlist `answer_rerank_sentences` sentences, which are embedded and scored "
+        "again) or `encode` (every sentence of the retrieved passages embedded per answer)."
+    ),
+    "answer_rerank_sentences": (
+        "How many sentences stored vectors shortlist for embedding when "
+        "`answer_sentence_vectors` is `rerank`."
     ),
     "llm_model": "Model name sent to the LLM backend (required unless the backend is extractive).",
     "llm_base_url": (

@@ -1,5 +1,6 @@
 """The parts the serving path is made of: the ONNX query embedder against torch, micro-batching,
-bf16 documents, stored sentence vectors, fair job scheduling, and recovery from a pruned log."""
+bf16 documents, stored sentence vectors and the rerank shortlist, fair job scheduling, and
+recovery from a pruned log."""
 
 from __future__ import annotations
 
@@ -125,6 +126,46 @@ def test_sentence_vectors_are_stored_and_answer_without_embedding_sentences(
     answerer = ExtractiveBackend(NoSentenceEmbedding(), min_confidence=0.0)  # type: ignore[arg-type]
     answer = answerer.answer(question, [passage])
     assert "red flag" in answer.text and answer.citations == [1]
+
+
+def test_rerank_embeds_only_the_shortlist_and_agrees_with_encoding_every_sentence(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker
+) -> None:
+    text = (
+        "The ferry leaves the harbour at seven. Tickets are sold at the kiosk beside the pier. "
+        "Bicycles travel free on weekdays. Dogs must stay on a lead on the upper deck. The last "
+        "crossing back departs at nine in the evening."
+    )
+    IngestPipeline(catalog, embedder, chunker).run([TextSource("ferry", text)], collection="c")
+    question = "When does the last ferry come back?"
+    hits = retrieve(catalog, embedder, Settings(), question, k=1, need_vector=True).hits
+    context = passages(catalog, hits)
+    sentences = len(context[0].sentence_spans)
+    assert sentences == 5
+
+    class Counting:
+        """The real embedder, keeping the sentences it was asked to embed."""
+
+        def __init__(self) -> None:
+            self.embedded: list[str] = []
+
+        def embed_query(self, text: str) -> np.ndarray:
+            return embedder.embed_query(text)
+
+        def embed_documents(self, texts: list[str]) -> np.ndarray:
+            self.embedded += texts
+            return embedder.embed_documents(texts)
+
+    seen = Counting()
+    reranked = ExtractiveBackend(seen, min_confidence=0.0, sentence_vectors="rerank", rerank=2)  # type: ignore[arg-type]
+    answer = reranked.answer(question, context)
+    assert len(seen.embedded) == 2  # the shortlist, not every sentence
+    assert "nine in the evening" in answer.text
+    everything = ExtractiveBackend(embedder, min_confidence=0.0, sentence_vectors="encode")
+    wide = ExtractiveBackend(embedder, min_confidence=0.0, sentence_vectors="rerank", rerank=9)
+    expected = everything.answer(question, context)
+    assert wide.answer(question, context) == expected  # a shortlist of all is `encode`
+    assert answer.text == expected.text and answer.confidence == expected.confidence
 
 
 def test_jobs_are_taken_round_robin_across_uploads_and_retried_ones_alone(

@@ -42,7 +42,8 @@ def build_backends(
     extractive = ExtractiveBackend(
         embedder,
         min_confidence=settings.answer_min_confidence,
-        stored_sentences=settings.answer_sentence_vectors == "stored",
+        sentence_vectors=settings.answer_sentence_vectors,
+        rerank=settings.answer_rerank_sentences,
     )
     backends: dict[str, LLMBackend] = {"extractive": extractive}
     if settings.answer_backend == "extractive":

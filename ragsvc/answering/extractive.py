@@ -4,11 +4,17 @@ Every sentence of the retrieved passages is scored by the cosine similarity of i
 to the question's, plus a share for the question's content words it contains. The best
 sentence (and a second one that scores nearly as well) is the answer, cited as [n].
 
-Sentence vectors come with the passages: they were pooled at ingestion from the token
-embeddings of the chunk's own forward pass (late chunking), so answering needs no model call
-but the question's, and that one is retrieval's (the query encoder caches it). Passages
-without stored sentence vectors (widened by neighbours, or from an embedder that cannot pool
-them) have their sentences embedded here.
+Where sentence vectors come from (`sentence_vectors`):
+
+- `stored`: with the passages. They were pooled at ingestion from the token embeddings of the
+  chunk's own forward pass (late chunking), so answering needs no model call but the
+  question's, and that one is retrieval's (the query encoder caches it).
+- `rerank`: stored vectors shortlist the `rerank` best sentences, and only those are embedded
+  on their own and scored again: one small forward pass buys the precision of `encode`.
+- `encode`: every sentence embedded here, one by one in a batch.
+
+Passages without stored sentence vectors (widened by neighbours, or from an embedder that
+cannot pool them) have their sentences embedded here in every mode.
 
 Confidence is a logistic function of the evidence: the best passage's retrieval score and the
 best sentence's score. Below `min_confidence` the answer is "not found in the documents".
@@ -19,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -51,6 +57,8 @@ CONFIDENCE_STEEPNESS = 12.0
 # sentence vector is raised by it.
 STORED_SENTENCE_SHIFT = 0.019
 
+SentenceVectors = Literal["stored", "rerank", "encode"]
+
 
 def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
@@ -65,12 +73,14 @@ class ExtractiveBackend:
         embedder: Embedder,
         *,
         min_confidence: float = 0.5,
-        stored_sentences: bool = True,
+        sentence_vectors: SentenceVectors = "stored",
+        rerank: int = 4,
     ) -> None:
         self.embedder = embedder
         self.min_confidence = min_confidence
-        self.stored_sentences = stored_sentences
-        """Use the sentence vectors stored with chunks; False embeds sentences per answer."""
+        self.sentence_vectors = sentence_vectors
+        self.rerank = max(1, rerank)
+        """How many sentences the stored vectors shortlist in `rerank` mode."""
 
     def stream(self, question: str, passages: list[Passage]) -> Iterator[str | Answer]:
         answer = self.answer(question, passages)
@@ -85,12 +95,13 @@ class ExtractiveBackend:
     def _rank(
         self, question: str, passages: list[Passage]
     ) -> tuple[list[tuple[Passage, str]], np.ndarray, np.ndarray]:
-        """Every sentence of the passages, its score for the question, and whether its vector
-        was the stored one."""
+        """Every sentence of the passages worth scoring, its score for the question, and
+        whether that score came from a stored vector."""
         candidates: list[tuple[Passage, str]] = []
         vectors: list[np.ndarray | None] = []
+        use_stored = self.sentence_vectors != "encode"
         for passage in passages:
-            if self.stored_sentences and passage.sentence_vectors is not None:
+            if use_stored and passage.sentence_vectors is not None:
                 for (start, end), vector in zip(
                     passage.sentence_spans.tolist(), passage.sentence_vectors, strict=True
                 ):
@@ -104,12 +115,7 @@ class ExtractiveBackend:
             return [], np.zeros(0), np.zeros(0, dtype=bool)
         stored = np.array([vector is not None for vector in vectors], dtype=bool)
         question_vector = self.embedder.embed_query(question)
-        unembedded = [i for i, vector in enumerate(vectors) if vector is None]
-        if unembedded:
-            fresh = self.embedder.embed_documents([candidates[i][1] for i in unembedded])
-            for i, vector in zip(unembedded, fresh, strict=True):
-                vectors[i] = vector
-        similarity = np.stack([v for v in vectors if v is not None]) @ question_vector
+        self._embed(candidates, vectors, [i for i, v in enumerate(vectors) if v is None])
         wanted = content_words(question)
         lexical = np.array(
             [
@@ -117,8 +123,29 @@ class ExtractiveBackend:
                 for _, sentence in candidates
             ]
         )
+        similarity = np.stack([v for v in vectors if v is not None]) @ question_vector
         scores = (1 - LEXICAL_WEIGHT) * similarity + LEXICAL_WEIGHT * lexical
+        if self.sentence_vectors == "rerank" and stored.any():
+            stored_order = [i for i in np.argsort(-scores).tolist() if stored[i]]
+            shortlist = stored_order[: self.rerank]
+            fresh = self.embedder.embed_documents([candidates[i][1] for i in shortlist])
+            similarity[shortlist] = fresh @ question_vector
+            keep = sorted(set(shortlist) | set(np.flatnonzero(~stored).tolist()))
+            scores = (1 - LEXICAL_WEIGHT) * similarity[keep] + LEXICAL_WEIGHT * lexical[keep]
+            return [candidates[i] for i in keep], scores, np.zeros(len(keep), dtype=bool)
         return candidates, scores, stored
+
+    def _embed(
+        self,
+        candidates: list[tuple[Passage, str]],
+        vectors: list[np.ndarray | None],
+        indices: list[int],
+    ) -> None:
+        """Fill `vectors[i]` for `indices` with the sentences embedded on their own."""
+        if indices:
+            fresh = self.embedder.embed_documents([candidates[i][1] for i in indices])
+            for i, vector in zip(indices, fresh, strict=True):
+                vectors[i] = vector
 
     def best_passage(self, question: str, passages: list[Passage]) -> int | None:
         """The number of the passage holding the best-scoring sentence."""
