@@ -60,7 +60,9 @@ def main() -> None:
             IngestPipeline(catalog, embedder, Chunker(embedder, overlap=32)).run(
                 jsonl_sources(args.beir / "corpus.jsonl"), collection="beir"
             )
-            stored = ExtractiveBackend(query_embedder, min_confidence=0.0)
+            stored = ExtractiveBackend(
+                query_embedder, min_confidence=0.0, sentence_vectors="stored"
+            )
             encoded = ExtractiveBackend(
                 query_embedder, min_confidence=0.0, sentence_vectors="encode"
             )

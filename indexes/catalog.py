@@ -221,6 +221,16 @@ class Catalog:
         self._writer().delete_document(document_id, collection)
         self._after_write()
 
+    def create_collection(self, name: str) -> bool:
+        """Create an empty collection; False when it already exists."""
+        return self._writer().create_collection(name)
+
+    def delete_collection(self, name: str) -> tuple[int, int]:
+        """Delete a collection and everything in it: (documents, chunks) deleted."""
+        deleted = self._writer().delete_collection(name)
+        self._after_write()
+        return deleted
+
     def store_embeddings(self, model_id: str, vectors: dict[bytes, np.ndarray]) -> None:
         self._writer().store_embeddings(model_id, vectors)
 

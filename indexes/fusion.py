@@ -25,6 +25,8 @@ class SearchFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Chunks must match every given condition."""
 
     collection: str | None = None
+    collections: list[str] | None = None
+    """Any of these (a key limited to collections searches only them)."""
     document_ids: list[int] | None = None
     media_types: list[str] | None = None
     metadata: dict[str, MetadataValue] | None = None
@@ -32,7 +34,13 @@ class SearchFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     @property
     def is_empty(self) -> bool:
-        return not (self.collection or self.document_ids or self.media_types or self.metadata)
+        return not (
+            self.collection
+            or self.collections is not None
+            or self.document_ids
+            or self.media_types
+            or self.metadata
+        )
 
     def where(self) -> tuple[str, list[object]]:
         """A SQL condition on `d` (documents) and `col` (collections), and its parameters."""
@@ -41,6 +49,9 @@ class SearchFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.collection is not None:
             clauses.append("col.name = ?")
             params.append(self.collection)
+        if self.collections is not None:
+            clauses.append(f"col.name IN ({','.join('?' * len(self.collections))})")
+            params.extend(self.collections)
         if self.document_ids:
             clauses.append(f"d.id IN ({','.join('?' * len(self.document_ids))})")
             params.extend(self.document_ids)

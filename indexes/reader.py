@@ -219,6 +219,9 @@ class IndexReader:
         chunks = owners.documents >= 0
         if collection_id is not None:
             chunks &= owners.collections == collection_id
+        if filters.collections is not None:
+            ids = self.store.collection_ids(filters.collections)
+            chunks &= np.isin(owners.collections, np.asarray(ids, dtype=owners.collections.dtype))
         if filters.document_ids:
             chunks &= np.isin(owners.documents, np.asarray(filters.document_ids, dtype=np.int64))
         if filters.media_types or filters.metadata:

@@ -256,12 +256,19 @@ SELECT_DOCUMENT_CHUNKS = (
 )
 
 
-def documents_query(collection: str | None, limit: int, offset: int) -> tuple[str, tuple[Any, ...]]:
-    """A page of documents, optionally of one collection, by id: (SQL, parameters)."""
+def documents_query(
+    collection: str | None, limit: int, offset: int, collections: Sequence[str] | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    """A page of documents by id, of one collection or of any of `collections` when given:
+    (SQL, parameters)."""
     sql = f"SELECT {DOCUMENT_COLUMNS} FROM documents d JOIN collections c ON c.id = d.collection_id"
-    if collection is None:
-        return sql + " ORDER BY d.id LIMIT ? OFFSET ?", (limit, offset)
-    return sql + " WHERE c.name = ? ORDER BY d.id LIMIT ? OFFSET ?", (collection, limit, offset)
+    page = " ORDER BY d.id LIMIT ? OFFSET ?"
+    if collection is not None:
+        return sql + " WHERE c.name = ?" + page, (collection, limit, offset)
+    if collections is not None:
+        marks = ",".join("?" * len(collections))
+        return sql + f" WHERE c.name IN ({marks})" + page, (*collections, limit, offset)
+    return sql + page, (limit, offset)
 
 
 def document_row(row: Any) -> DocumentRow:
@@ -405,6 +412,17 @@ class Store:
         if row is None:
             raise CollectionNotFound(name)
         return int(row[0])
+
+    def collection_ids(self, names: Sequence[str]) -> list[int]:
+        """The ids of those of `names` that exist."""
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT id FROM collections WHERE name IN ({','.join('?' * len(names))})", names
+            )
+            .fetchall()
+        )
+        return [int(r[0]) for r in rows]
 
     @staticmethod
     def ensure_collection(conn: sqlite3.Connection, name: str) -> int:

@@ -144,6 +144,28 @@ class StoreWriter:
             conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
             return int(row[0])
 
+    def create_collection(self, name: str) -> bool:
+        """Create an empty collection; False when it already exists."""
+        with self.store.write(bump_generation=False) as conn:
+            exists = conn.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone()
+            if exists is None:
+                Store.ensure_collection(conn, name)
+            return exists is None
+
+    def delete_collection(self, name: str) -> tuple[int, int]:
+        """Delete a collection with its documents, chunks and their vectors: (documents,
+        chunks) deleted. Raises `CollectionNotFound` and changes nothing."""
+        with self.store.write() as conn:
+            collection_id = self.store.collection_id(name, conn)
+            documents, chunks = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(chunk_count), 0) FROM documents "
+                "WHERE collection_id = ?",
+                (collection_id,),
+            ).fetchone()
+            conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection_id,))
+            conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
+            return int(documents), int(chunks)
+
     def store_embeddings(self, model_id: str, vectors: Mapping[bytes, np.ndarray]) -> None:
         with self.store.write(bump_generation=False) as conn:
             Store.insert_embeddings(conn, model_id, vectors)

@@ -31,7 +31,7 @@ from indexes import Catalog, ChunkEmbedding, NewDocument
 from ingest.chunking import Chunker, sentence_spans
 from ingest.embed.base import Embedder, SentenceEmbedder
 from ingest.errors import EmptyDocument, IngestError
-from ingest.extract import extract
+from ingest.extract import Extracted, extract
 from ingest.sources import Source
 
 Status = Literal["added", "replaced", "unchanged", "failed"]
@@ -47,6 +47,7 @@ class DocumentOutcome(msgspec.Struct, frozen=True):
     document_id: int | None = None
     chunks: int = 0
     reason: str | None = None
+    """Why it failed; for a stored document, the limit that cut it short, if one did."""
 
 
 class IngestReport(msgspec.Struct):
@@ -69,12 +70,15 @@ class IngestReport(msgspec.Struct):
 class _Prepared(NamedTuple):
     key: str
     document: NewDocument
+    note: str | None = None
+    """Why the document was cut short (`Extracted.capped`), reported with its outcome."""
 
 
 class _Pool(NamedTuple):
     keys: list[str]
     documents: list[NewDocument]
     vectors: dict[bytes, ChunkEmbedding]
+    notes: list[str | None]
 
 
 _END = object()
@@ -91,6 +95,7 @@ class IngestPipeline:
         pool_wait: float = 0.5,
         first_pool_chunks: int = 32,
         lookahead: int = 256,
+        extractor: Callable[[bytes, str], Extracted] = extract,
     ) -> None:
         if embedder.model_id != catalog.model_id:
             raise ValueError(
@@ -103,6 +108,14 @@ class IngestPipeline:
         self.pool_wait = pool_wait
         self.first_pool_chunks = min(first_pool_chunks, pool_chunks)
         self.lookahead = lookahead
+        self.extractor = extractor
+        """`ingest.extract.extract` in this process, or an `ExtractionSandbox`."""
+
+    def close(self) -> None:
+        """Stop the extractor's child process, if it has one."""
+        close: Callable[[], None] | None = getattr(self.extractor, "close", None)
+        if close is not None:
+            close()
 
     def run(
         self,
@@ -161,7 +174,7 @@ class IngestPipeline:
                         continue
                     assert isinstance(item, _Pool)
                     results = self.catalog.commit(item.documents, item.vectors)
-                    for key, result in zip(item.keys, results, strict=True):
+                    for key, result, note in zip(item.keys, results, item.notes, strict=True):
                         report(
                             DocumentOutcome(
                                 result.source_name,
@@ -169,6 +182,7 @@ class IngestPipeline:
                                 key,
                                 result.document_id,
                                 result.chunk_count,
+                                note,
                             )
                         )
                     with in_flight_lock:
@@ -196,7 +210,9 @@ class IngestPipeline:
                     in_flight.update(fresh)
                 vectors.update(fresh)
                 embedded += len(todo)
-            pools.put(_Pool([p.key for p in pending], documents, vectors))
+            pools.put(
+                _Pool([p.key for p in pending], documents, vectors, [p.note for p in pending])
+            )
 
         preparer = threading.Thread(target=prepare, name="ingest-prepare", daemon=True)
         writer = threading.Thread(target=write, name="ingest-writer", daemon=True)
@@ -263,7 +279,7 @@ class IngestPipeline:
             existing = self.catalog.store.find_by_sha256(collection, sha256)
             if existing is not None:
                 return DocumentOutcome(source.name, "unchanged", source.key, existing)
-            extracted = loaded.extracted or extract(loaded.data, source.name)
+            extracted = loaded.extracted or self.extractor(loaded.data, source.name)
             chunks = self.chunker.chunk(extracted)
             if not chunks:
                 raise EmptyDocument("no text to index")
@@ -288,6 +304,7 @@ class IngestPipeline:
                 metadata={**metadata, **loaded.metadata},
                 chunks=chunks,
             ),
+            extracted.capped,
         )
 
 

@@ -33,11 +33,12 @@ import jsonschema
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
+from litestar.params import JSONBody, MultipartBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from indexes import Catalog, ChunkRow, DocumentRow, SearchFilter
+from indexes import Catalog, ChunkRow, DocumentNotFound, DocumentRow, SearchFilter
 from indexes.fusion import Mode
 from ingest import Embedder, EmptyDocument, UnsupportedType, load_query_embedder
 from ingest.extract import sniff
@@ -46,18 +47,40 @@ from ragsvc.answering import Answer, LLMBackend, Passage, build_backends, load_t
 from ragsvc.answering.cache import ResponseCache
 from ragsvc.answering.chat import BackendError
 from ragsvc.async_reads import AsyncReads
-from ragsvc.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, handle_exception
+from ragsvc.audit import AuditEntry, AuditLog
+from ragsvc.auth import (
+    RateLimiter,
+    authorize,
+    client_address,
+    current_principal,
+    visible,
+    visible_collections,
+)
+from ragsvc.errors import (
+    BadRequest,
+    Conflict,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnsupportedMediaType,
+    handle_exception,
+    status_of,
+)
 from ragsvc.interactions import Interaction, InteractionLog
-from ragsvc.job_queue import TERMINAL_STATES, Job, JobQueue, NewJob
+from ragsvc.job_queue import TERMINAL_STATES, Job, JobNotFound, JobQueue, NewJob
+from ragsvc.keys import KeyStore, Principal
 from ragsvc.query_encoder import QueryEncoder
 from ragsvc.retrieval import Retrieved, context_depth, context_hits, retrieve
 from ragsvc.retrieval import passages as to_passages
 from ragsvc.schemas import (
+    MAX_METADATA_KEYS,
     ChunkList,
+    CollectionInfo,
+    CollectionList,
     DocumentList,
     Filters,
     Health,
     JobList,
+    NewCollection,
     QueryRequest,
     QueryResponse,
     Ready,
@@ -73,6 +96,16 @@ from ragsvc.settings import Settings
 from ragsvc.supervisor import Worker, WorkerProcess, WorkerThread
 
 SNIPPET_CHARS = 300
+MAX_METADATA_CHARS = 65_536
+# Path parameters carry their bounds (SQLite integers are 64-bit), so none reaches the store
+# unchecked.
+DocumentId = Annotated[int, PathParameter(ge=1, le=2**63 - 1, description="A document id")]
+JobId = Annotated[str, PathParameter(min_length=1, max_length=64, description="A job id")]
+Caller = NamedDependency[Principal]
+"""The principal a handler acts for, injected by name (see `auth.authorize`)."""
+CollectionPath = Annotated[
+    str, PathParameter(min_length=1, max_length=200, description="A collection name")
+]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -119,6 +152,9 @@ class Services:
         )
         self.catalog.reader  # noqa: B018 (load the indexes now, not on the first query)
         self.jobs = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)
+        self.keys = KeyStore.open(settings.data_path)
+        self.limiter = RateLimiter()
+        self.audit = AuditLog.open(settings.data_path)
         self.worker: Worker = (
             WorkerThread(settings, worker_embedder)
             if settings.ingest_worker == "thread"
@@ -133,7 +169,12 @@ class Services:
 
     async def open_async(self) -> None:
         self.reads = await AsyncReads.open(self.settings.data_path)
-        self.log = await InteractionLog.open(self.settings.data_path, self.settings.interaction_log)
+        self.log = await InteractionLog.open(
+            self.settings.data_path,
+            self.settings.interaction_log,
+            redact=self.settings.interaction_log_redact,
+            retention_days=self.settings.interaction_log_retention_days,
+        )
 
     def _follow(self) -> None:
         """Pick up what the worker and CLI commands commit, and rebuilds made elsewhere."""
@@ -163,6 +204,8 @@ class Services:
         self.worker.stop()
         self.encoder.close()
         self.jobs.close()
+        self.keys.close()
+        self.audit.close()
         self.catalog.close()
 
     async def close_async(self) -> None:
@@ -182,31 +225,104 @@ async def _in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T
 # -- documents and jobs --------------------------------------------------------------------
 
 
-@post("/documents", status_code=202, summary="Upload documents; one ingestion job per file")
+@post(
+    "/documents",
+    status_code=202,
+    summary="Upload documents; one ingestion job per file",
+    opt={"scope": "write", "action": "upload"},
+)
 async def upload_documents(
     state: State,
+    principal: Caller,
+    request: Request[Any, Any, Any],
     data: MultipartBody[UploadForm],
     wait: Annotated[
         bool, QueryParameter(description="Wait for the jobs to finish (up to upload_wait_timeout)")
     ] = False,
 ) -> Response[JobList]:
     services = _services(state)
+    names = ", ".join(_safe_name(f.filename) for f in _files(data))[:500]
+    audit = _Audit(services, principal, request, "upload", f"files {names}")
+    try:
+        jobs, collection = await _upload(services, principal, data)
+    except Exception as error:
+        await audit.refused(error)
+        raise
+    await audit.done("ok", f"jobs {','.join(j.id for j in jobs)} in collection {collection}")
+    status = 202
+    if wait:
+        jobs = await _wait_for(services, jobs)
+        status = 200 if all(j.state in TERMINAL_STATES for j in jobs) else 202
+    return Response(JobList(jobs), status_code=status)
+
+
+def _files(data: UploadForm) -> list[UploadFile]:
+    return data.files if isinstance(data.files, list) else [data.files]
+
+
+def _size_of(upload: UploadFile) -> int:
+    file = upload.file
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    file.seek(0)
+    return size
+
+
+class _Audit:
+    """One write's audit entry, recorded when its outcome is known."""
+
+    def __init__(
+        self,
+        services: Services,
+        principal: Principal,
+        request: Request[Any, Any, Any],
+        action: str,
+        target: str,
+    ) -> None:
+        self.services = services
+        self.entry = AuditEntry(
+            actor=principal.key_id or "loopback",
+            action=action,
+            target=target,
+            client=client_address(request),
+            outcome="",
+        )
+
+    async def done(self, outcome: str, target: str | None = None) -> None:
+        entry = msgspec.structs.replace(
+            self.entry, outcome=outcome, target=target or self.entry.target
+        )
+        await _in_thread(self.services.audit.record, entry)
+
+    async def refused(self, error: Exception) -> None:
+        status, detail = status_of(error)
+        await self.done(f"{status}: {detail}")
+
+
+async def _upload(
+    services: Services, principal: Principal, data: UploadForm
+) -> tuple[list[Job], str]:
+    """Checks the upload and queues a job per file: the jobs and their collection."""
     settings = services.settings
-    files = data.files if isinstance(data.files, list) else [data.files]
+    files = _files(data)
     if not files:
         raise BadRequest("no files in the upload (send them as multipart field 'files')")
+    if len(files) > settings.max_files_per_upload:
+        raise PayloadTooLarge(
+            f"{len(files)} files in one upload; the limit is {settings.max_files_per_upload}"
+        )
     collection = (data.collection or settings.default_collection).strip()
     if not collection or len(collection) > 200:
         raise BadRequest("collection must be 1 to 200 characters")
+    visible(principal, collection)
     metadata = _parse_metadata(data.metadata)
     new_jobs = []
     for upload in files:
-        content = await upload.read()
         name = _safe_name(upload.filename)
-        if len(content) > settings.max_file_bytes:
-            raise PayloadTooLarge(
-                f"{name} is {len(content)} bytes; the limit is {settings.max_file_bytes}"
-            )
+        size = _size_of(upload)  # before reading it: the parser spooled it to disk
+        if size > settings.max_file_bytes:
+            raise PayloadTooLarge(f"{name} is {size} bytes; the limit is {settings.max_file_bytes}")
+        content = await upload.read()
         try:
             media_type = await anyio.to_thread.run_sync(sniff, content, name)
         except EmptyDocument as error:
@@ -219,13 +335,28 @@ async def upload_documents(
             allowed = ", ".join(settings.allowed_types)
             raise UnsupportedMediaType(f"{name}: {media_type} is not accepted (allowed: {allowed})")
         new_jobs.append(NewJob(collection, name, content, metadata))
+    size = sum(len(job.payload) for job in new_jobs)
+    if principal.key_id is not None:
+        await _check_quota(services, principal.key_id, principal.upload_quota, size)
     jobs = await _in_thread(services.jobs.create, new_jobs)
+    if principal.key_id is not None:
+        await _in_thread(services.keys.add_upload, principal.key_id, size)
     services.notify_worker()
-    status = 202
-    if wait:
-        jobs = await _wait_for(services, jobs)
-        status = 200 if all(j.state in TERMINAL_STATES for j in jobs) else 202
-    return Response(JobList(jobs), status_code=status)
+    return jobs, collection
+
+
+async def _check_quota(services: Services, key_id: str, quota: int | None, size: int) -> None:
+    limit = quota if quota is not None else services.settings.key_upload_bytes_per_day
+    if limit <= 0:
+        return
+    used = await _in_thread(services.keys.uploaded_today, key_id)
+    if used + size > limit:
+        midnight = (time.time() // 86400 + 1) * 86400
+        raise TooManyRequests(
+            f"this upload ({size} bytes) would take the key past its {limit} bytes a day "
+            f"({used} used today)",
+            midnight - time.time(),
+        )
 
 
 async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
@@ -242,40 +373,133 @@ async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
 
 
 @get("/jobs/{job_id:str}", summary="An ingestion job: state, progress, error")
-async def get_job(state: State, job_id: FromPath[str]) -> Job:
-    return await _services(state).reads.job(job_id)
+async def get_job(state: State, principal: Caller, job_id: JobId) -> Job:
+    job = await _services(state).reads.job(job_id)
+    if not principal.sees(job.collection):
+        raise JobNotFound(job_id)
+    return job
 
 
 @get("/documents", summary="Documents, paginated, optionally in one collection")
 async def list_documents(
     state: State,
-    collection: FromQuery[str | None] = None,
+    principal: Caller,
+    collection: Annotated[str | None, QueryParameter(min_length=1, max_length=200)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    offset: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
 ) -> DocumentList:
-    rows = await _services(state).reads.documents(collection, limit=limit + 1, offset=offset)
+    rows = await _services(state).reads.documents(
+        visible(principal, collection),
+        limit=limit + 1,
+        offset=offset,
+        collections=visible_collections(principal, collection),
+    )
     next_offset = offset + limit if len(rows) > limit else None
     return DocumentList(rows[:limit], limit, offset, next_offset)
 
 
 @get("/documents/{document_id:int}", summary="One document's metadata")
-async def get_document(state: State, document_id: FromPath[int]) -> DocumentRow:
-    return await _services(state).reads.document(document_id)
+async def get_document(state: State, principal: Caller, document_id: DocumentId) -> DocumentRow:
+    return await _visible_document(_services(state), principal, document_id)
+
+
+async def _visible_document(
+    services: Services, principal: Principal, document_id: int
+) -> DocumentRow:
+    """The document, when the principal may see its collection; otherwise not found."""
+    row = await services.reads.document(document_id)
+    if not principal.sees(row.collection):
+        raise DocumentNotFound(document_id)
+    return row
 
 
 @get("/documents/{document_id:int}/chunks", summary="A document's chunks with pages and offsets")
-async def get_document_chunks(state: State, document_id: FromPath[int]) -> ChunkList:
-    chunks: list[ChunkRow] = await _services(state).reads.document_chunks(document_id)
+async def get_document_chunks(
+    state: State, principal: Caller, document_id: DocumentId
+) -> ChunkList:
+    services = _services(state)
+    await _visible_document(services, principal, document_id)
+    chunks: list[ChunkRow] = await services.reads.document_chunks(document_id)
     return ChunkList(document_id, chunks)
 
 
 @delete(
     "/documents/{document_id:int}",
     summary="Delete a document, its chunks and vectors",
-    sync_to_thread=True,
+    opt={"scope": "write", "action": "delete"},
 )
-def delete_document(state: State, document_id: FromPath[int]) -> None:
-    _services(state).catalog.delete_document(document_id)
+async def delete_document(
+    state: State,
+    principal: Caller,
+    request: Request[Any, Any, Any],
+    document_id: DocumentId,
+) -> None:
+    services = _services(state)
+    audit = _Audit(services, principal, request, "delete", f"document {document_id}")
+    try:
+        row = await _visible_document(services, principal, document_id)
+        await _in_thread(services.catalog.delete_document, document_id, row.collection)
+    except Exception as error:
+        await audit.refused(error)
+        raise
+    await audit.done("ok", f"document {document_id} ({row.source_name}) in {row.collection}")
+
+
+# -- collections -------------------------------------------------------------------------
+
+
+@get("/collections", summary="Collections with their document and chunk counts")
+async def list_collections(state: State, principal: Caller) -> CollectionList:
+    names = None if principal.collections is None else sorted(principal.collections)
+    rows = await _services(state).reads.collections(names)
+    return CollectionList([CollectionInfo(*row) for row in rows])
+
+
+@post(
+    "/collections",
+    status_code=201,
+    summary="Create an empty collection",
+    opt={"scope": "admin", "action": "collection.create"},
+)
+async def create_collection(
+    state: State,
+    principal: Caller,
+    request: Request[Any, Any, Any],
+    data: JSONBody[NewCollection],
+) -> CollectionInfo:
+    services = _services(state)
+    name = data.name.strip()
+    audit = _Audit(services, principal, request, "collection.create", f"collection {name}")
+    try:
+        if not name:
+            raise BadRequest("name is empty")
+        visible(principal, name)
+        if not await _in_thread(services.catalog.create_collection, name):
+            raise Conflict(f"collection {name!r} already exists")
+    except Exception as error:
+        await audit.refused(error)
+        raise
+    await audit.done("ok")
+    return CollectionInfo(name, 0, 0)
+
+
+@delete(
+    "/collections/{name:str}",
+    summary="Delete a collection with all its documents, chunks and vectors",
+    opt={"scope": "admin", "action": "collection.delete"},
+)
+async def delete_collection(
+    state: State, principal: Caller, request: Request[Any, Any, Any], name: CollectionPath
+) -> None:
+    services = _services(state)
+    audit = _Audit(services, principal, request, "collection.delete", f"collection {name}")
+    try:
+        visible(principal, name)
+        documents, chunks = await _in_thread(services.catalog.delete_collection, name)
+    except Exception as error:
+        await audit.refused(error)
+        raise
+    await audit.done("ok", f"collection {name} ({documents} documents, {chunks} chunks)")
 
 
 # -- search and query ----------------------------------------------------------------------
@@ -283,6 +507,7 @@ def delete_document(state: State, document_id: FromPath[int]) -> None:
 
 def _retrieve(
     services: Services,
+    principal: Principal,
     text: str,
     field: str,
     k: int,
@@ -296,7 +521,8 @@ def _retrieve(
     if not text.strip():
         raise BadRequest(f"{field} is empty")
     search_filter = SearchFilter(
-        collection=collection,
+        collection=visible(principal, collection),
+        collections=visible_collections(principal, collection),
         document_ids=filters.document_ids if filters else None,
         media_types=filters.media_types if filters else None,
         metadata=filters.metadata if filters else None,
@@ -319,10 +545,11 @@ def _retrieve(
 
 
 @post("/search", status_code=200, summary="Top-k chunks for a query")
-async def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
+async def search(state: State, principal: Caller, data: JSONBody[SearchRequest]) -> SearchResponse:
     retrieved, timings = await _in_thread(
         _retrieve,
         _services(state),
+        principal,
         data.query,
         "query",
         data.k,
@@ -342,13 +569,16 @@ async def search(state: State, data: JSONBody[SearchRequest]) -> SearchResponse:
     "(or `error`).",
 )
 async def query(
-    state: State, request: Request[Any, Any, Any], data: JSONBody[QueryRequest]
+    state: State,
+    principal: Caller,
+    request: Request[Any, Any, Any],
+    data: JSONBody[QueryRequest],
 ) -> QueryResponse:
     services = _services(state)
     request_id = uuid.uuid4().hex
     record = Interaction(request_id=request_id, question=data.question, collection=data.collection)
     try:
-        return await _query(services, request, data, record)
+        return await _query(services, principal, request, data, record)
     except Exception as error:
         await services.log.record(
             msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
@@ -357,7 +587,11 @@ async def query(
 
 
 async def _query(
-    services: Services, request: Request[Any, Any, Any], data: QueryRequest, record: Interaction
+    services: Services,
+    principal: Principal,
+    request: Request[Any, Any, Any],
+    data: QueryRequest,
+    record: Interaction,
 ) -> QueryResponse:
     backend = services.backend(data.backend)
     streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
@@ -377,6 +611,7 @@ async def _query(
         depth = context_depth(services.settings, data.k)
         retrieved, timings = _retrieve(
             services,
+            principal,
             data.question,
             "question",
             depth,
@@ -563,7 +798,7 @@ async def list_templates(state: State) -> TemplateList:
 # -- health --------------------------------------------------------------------------------
 
 
-@get("/health", summary="The process is up")
+@get("/health", summary="The process is up", opt={"public": True})
 async def health() -> Health:
     return Health("ok")
 
@@ -580,6 +815,7 @@ async def ready(state: State) -> Ready:
         model=services.encoder.model_id,
         index=index.dense.spec,
         jobs=await services.reads.job_counts(),
+        lexical_entries=len(index.lexical),
         change_seq=index.change_seq,
         worker=WorkerInfo(
             mode=services.settings.ingest_worker,
@@ -633,6 +869,9 @@ def create_app(
             get_document,
             get_document_chunks,
             delete_document,
+            list_collections,
+            create_collection,
+            delete_collection,
             search,
             query,
             list_templates,
@@ -640,8 +879,12 @@ def create_app(
             ready,
         ],
         lifespan=[lifespan],
+        guards=[authorize],
+        dependencies={"principal": Provide(current_principal, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_request_bytes,
+        # Files, plus the form's other fields; more parts is a 413 (see errors.status_of).
+        multipart_form_part_limit=settings.max_files_per_upload + 8,
         openapi_config=OpenAPIConfig(title="ragsvc", version=__version__, path="/schema"),
     )
 
@@ -649,13 +892,32 @@ def create_app(
 def _parse_metadata(raw: str | None) -> dict[str, Any]:
     if raw is None or not raw.strip():
         return {}
+    if len(raw) > MAX_METADATA_CHARS:
+        raise BadRequest(f"metadata is {len(raw)} characters; the limit is {MAX_METADATA_CHARS}")
     try:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError as error:
         raise BadRequest(f"metadata is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise BadRequest("metadata must be a JSON object")
+    if len(value) > MAX_METADATA_KEYS:
+        raise BadRequest(f"metadata has {len(value)} keys; the limit is {MAX_METADATA_KEYS}")
+    _check_integers(value)
     return value
+
+
+def _check_integers(value: Any) -> None:
+    """SQLite's JSON functions hold 64-bit integers: refuse wider ones here."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise BadRequest(f"metadata integer {value} is out of the 64-bit range")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_integers(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_integers(item)
 
 
 def _safe_name(filename: str | None) -> str:

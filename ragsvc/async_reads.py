@@ -80,19 +80,39 @@ class AsyncReads:
         return document_row(row)
 
     async def documents(
-        self, collection: str | None, *, limit: int, offset: int
+        self,
+        collection: str | None,
+        *,
+        limit: int,
+        offset: int,
+        collections: list[str] | None = None,
     ) -> list[DocumentRow]:
+        """A page of documents, of `collection` or of any of `collections` when given."""
         if collection is not None:
             known = "SELECT 1 FROM collections WHERE name = ?"
             if await self._one(self._store, known, (collection,)) is None:
                 raise CollectionNotFound(collection)
-        rows = await self._all(self._store, *documents_query(collection, limit, offset))
+        query = documents_query(collection, limit, offset, collections)
+        rows = await self._all(self._store, *query)
         return [document_row(r) for r in rows]
 
     async def document_chunks(self, document_id: int) -> list[ChunkRow]:
         await self.document(document_id)  # 404 for an unknown document
         rows = await self._all(self._store, SELECT_DOCUMENT_CHUNKS, (document_id,))
         return [ChunkRow(*row) for row in rows]
+
+    async def collections(self, names: list[str] | None) -> list[tuple[str, int, int]]:
+        """(name, documents, chunks) of every collection, or of those of `names` that exist."""
+        sql = (
+            "SELECT c.name, COUNT(d.id), COALESCE(SUM(d.chunk_count), 0) FROM collections c "
+            "LEFT JOIN documents d ON d.collection_id = c.id"
+        )
+        params: tuple[str, ...] = ()
+        if names is not None:
+            sql += f" WHERE c.name IN ({','.join('?' * len(names))})"
+            params = tuple(names)
+        rows = await self._all(self._store, sql + " GROUP BY c.id ORDER BY c.name", params)
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def document_count(self) -> int:
         row = await self._one(self._store, "SELECT COUNT(*) FROM documents", ())

@@ -1,4 +1,5 @@
-"""The `ragsvc` command line: ingest, search, rebuild, stats, delete, serve, log tail.
+"""The `ragsvc` command line: ingest, search, rebuild, stats, delete, serve, eval, log, keys,
+audit.
 
 Exit codes: 0 success; 1 the command ran but some documents failed; 2 the request was refused
 (bad arguments or settings, a missing path, an unknown collection or document, a busy or
@@ -35,8 +36,11 @@ from ingest import (
     load_query_embedder,
     reembed,
 )
+from ingest.sandbox import make_extractor
 from ingest.sources import Source, count_lines
 from ragsvc.answering.prompts import TemplateError
+from ragsvc.audit import AuditEntry, AuditLog
+from ragsvc.keys import SCOPES, KeyStore
 from ragsvc.retrieval import retrieve
 from ragsvc.settings import Settings, SettingsError, load_settings
 
@@ -135,6 +139,43 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    keys = commands.add_parser(
+        "keys",
+        help="API keys: create, list, revoke",
+        description="Once a key exists, every route but /health needs one (Authorization: "
+        "Bearer KEY or X-API-Key: KEY). Without keys the server serves loopback only.",
+    )
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    create = key_commands.add_parser("create", help="a new key, shown once")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument("--scope", choices=SCOPES, required=True, help="read < write < admin")
+    create.add_argument(
+        "--collection",
+        action="append",
+        dest="collections",
+        metavar="C",
+        help="limit the key to this collection (repeat for several; default: all)",
+    )
+    create.add_argument(
+        "--rate", type=float, help="requests per second (default: setting key_rate_limit; 0: none)"
+    )
+    create.add_argument(
+        "--upload-quota",
+        type=int,
+        metavar="BYTES",
+        help="bytes uploaded per UTC day (default: setting key_upload_bytes_per_day; 0: none)",
+    )
+    key_list = key_commands.add_parser("list", help="keys, without their secrets")
+    key_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    revoke = key_commands.add_parser("revoke", help="revoke a key (from its next request)")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+
+    audit = commands.add_parser("audit", help="the audit log of writes and key changes")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="WHAT")
+    audit_tail = audit_commands.add_parser("tail", help="the latest entries, oldest first")
+    audit_tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    audit_tail.add_argument("--json", action="store_true", help="one JSON object per line")
+
     delete = commands.add_parser("delete", help="delete a document, its chunks and vectors")
     delete.add_argument("document_id", type=int, metavar="DOC_ID")
     delete.add_argument("--collection", help="refuse unless the document is in this collection")
@@ -160,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serve": cmd_serve,
             "log": cmd_log,
             "eval": cmd_eval,
+            "keys": cmd_keys,
+            "audit": cmd_audit,
         }[args.command]
         return handler(settings, args)
     except (
@@ -253,9 +296,16 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     chunker = make_chunker(settings, embedder)
     with open_catalog(settings, embedder) as catalog:
         pipeline = IngestPipeline(
-            catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks
+            catalog,
+            embedder,
+            chunker,
+            pool_chunks=settings.ingest_pool_chunks,
+            extractor=make_extractor(settings.extraction_limits, sandbox=settings.extract_sandbox),
         )
-        report = _run_with_progress(pipeline, sources, total, collection, metadata, args)
+        try:
+            report = _run_with_progress(pipeline, sources, total, collection, metadata, args)
+        finally:
+            pipeline.close()
         if report.chunks_stored:
             catalog.refresh()  # load and catch up the indexes, so the snapshot saved covers it
 
@@ -267,6 +317,13 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         f"{report.chunks_stored} chunks stored, {report.texts_embedded} texts embedded "
         f"in {report.seconds:.1f} s ({rate:.1f} chunks/s)"
     )
+    capped = [o for o in report.outcomes if o.status != "failed" and o.reason]
+    if capped:
+        print(f"\n{len(capped)} document(s) stored only in part:", file=sys.stderr)
+        print(
+            _table(["document", "limit"], [[o.name, o.reason or ""] for o in capped]),
+            file=sys.stderr,
+        )
     if failures:
         print(f"\n{len(failures)} document(s) failed:", file=sys.stderr)
         print(
@@ -401,7 +458,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from ragsvc.answering.prompts import load_templates
     from ragsvc.app import create_app
+    from ragsvc.auth import BindRefused, check_bind
 
+    keys = KeyStore.open(settings.data_path)
+    try:
+        check_bind(settings.host, keys)
+    except BindRefused as error:
+        raise CommandError(str(error)) from None
+    finally:
+        keys.close()
     # Check templates and load the query model before binding, so a bad configuration fails
     # here. The server never loads the document model: its worker process does.
     load_templates(settings.templates_path)
@@ -563,6 +628,100 @@ def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
         for r in records
     ]
     print(_table(["at", "request", "backend", "conf", "ms", "question"], rows))
+    return EXIT_OK
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    keys = KeyStore.open(settings.data_path)
+    audit = AuditLog.open(settings.data_path)
+    try:
+        if args.keys_command == "create":
+            try:
+                secret = keys.create(
+                    args.name,
+                    args.scope,
+                    args.collections,
+                    rate_limit=args.rate,
+                    upload_quota=args.upload_quota,
+                )
+            except ValueError as error:
+                raise CommandError(str(error)) from None
+            key_id = secret.split("_")[1]
+            collections = ", ".join(args.collections or []) or "every collection"
+            audit.record(
+                AuditEntry("cli", "key.create", f"key {key_id} ({args.scope}, {collections})",
+                           _cli_client(), "ok")
+            )  # fmt: skip
+            print(f"created {args.scope} key {key_id} for {args.name} ({collections}); shown once:")
+            print(secret)
+        elif args.keys_command == "list":
+            listed = keys.list()
+            if args.json:
+                for key in listed:
+                    print(msgspec.json.encode(key).decode())
+            elif not listed:
+                print("no keys: the server serves loopback only, to anyone on this machine")
+            else:
+                rows = [
+                    [
+                        key.id,
+                        key.name,
+                        key.scope,
+                        ", ".join(key.collections) or "(all)",
+                        time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.created_at)),
+                        "revoked" if key.revoked_at is not None else "active",
+                    ]
+                    for key in listed
+                ]
+                print(_table(["id", "name", "scope", "collections", "created", "state"], rows))
+        else:
+            try:
+                key = keys.revoke(args.key_id)
+            except IndexesError as error:
+                audit.record(
+                    AuditEntry("cli", "key.revoke", f"key {args.key_id}", _cli_client(),
+                               f"404: {error}")
+                )  # fmt: skip
+                raise
+            audit.record(AuditEntry("cli", "key.revoke", f"key {key.id}", _cli_client(), "ok"))
+            print(f"revoked key {key.id} ({key.name})")
+    finally:
+        keys.close()
+        audit.close()
+    return EXIT_OK
+
+
+def _cli_client() -> str:
+    """Where a command came from: the user and machine it ran as."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise CommandError("-n must be at least 1")
+    audit = AuditLog.open(settings.data_path)
+    try:
+        entries = audit.tail(args.n)
+    finally:
+        audit.close()
+    if args.json:
+        for entry in entries:
+            print(msgspec.json.encode(entry).decode())
+        return EXIT_OK
+    if not entries:
+        print("nothing audited yet")
+        return EXIT_OK
+    rows = [
+        [e.at[:19], e.actor, e.action, e.target[:60], e.client, e.outcome[:60]] for e in entries
+    ]
+    print(_table(["at", "actor", "action", "target", "client", "outcome"], rows))
     return EXIT_OK
 
 

@@ -2,6 +2,10 @@
 
     ServiceError                      (this module; status on the class)
     ├── BadRequest              400   malformed metadata, empty upload, bad parameters
+    ├── Unauthorized            401   no API key, or one unknown or revoked
+    ├── Forbidden               403   a key's scope too small; keyless cross-site or foreign Host
+    ├── Conflict                409   a collection that already exists
+    ├── TooManyRequests         429   a key over its rate limit or daily upload quota
     ├── PayloadTooLarge         413   a file or request over its limit
     └── UnsupportedMediaType    415   content sniffing found no extractor
     answering.StructuredOutputUnsupported  400   a response schema for the extractive backend
@@ -19,7 +23,8 @@ Every error body is `{"type", "title", "status", "detail", "instance"}` with med
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 import msgspec
 from litestar import Request, Response
@@ -44,10 +49,42 @@ class Problem(msgspec.Struct, frozen=True):
 class ServiceError(Exception):
     status = 400
     title = "Bad request"
+    headers: ClassVar[dict[str, str]] = {}
+
+    def response_headers(self) -> dict[str, str]:
+        return self.headers
 
 
 class BadRequest(ServiceError):
     pass
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    title = "Unauthorized"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="ragsvc"'}
+
+
+class Forbidden(ServiceError):
+    status = 403
+    title = "Forbidden"
+
+
+class Conflict(ServiceError):
+    status = 409
+    title = "Conflict"
+
+
+class TooManyRequests(ServiceError):
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class PayloadTooLarge(ServiceError):
@@ -62,46 +99,66 @@ class UnsupportedMediaType(ServiceError):
 
 _TITLES = {
     400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
+    429: "Too many requests",
     502: "Bad gateway",
     500: "Internal server error",
 }
 
 
-def problem(request: Request[Any, Any, Any], status: int, detail: str) -> Response[Problem]:
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
     title = _TITLES.get(status, "Error")
     slug = title.lower().replace(" ", "-")
     return Response(
         Problem(f"about:blank#{slug}", title, status, detail, request.url.path),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
     )
+
+
+def status_of(error: Exception) -> tuple[int, str]:
+    """The HTTP status an exception answers with, and the detail it says (500: none)."""
+    if isinstance(error, ServiceError):
+        return error.status, str(error)
+    if isinstance(error, StructuredOutputUnsupported):
+        return 400, str(error)
+    if isinstance(error, BackendError):
+        return 502, str(error)
+    if isinstance(error, NotFound):
+        return 404, str(error)
+    if isinstance(error, ModelMismatch):
+        return 409, str(error)
+    if isinstance(error, ValidationException):
+        return 400, _validation_detail(error)
+    if isinstance(error, HTTPException):
+        if error.status_code == 400 and error.detail == "Request Entity Too Large":
+            # Litestar's multipart parser over `multipart_form_part_limit` (kept a 400 there).
+            return 413, "too many parts in one upload (setting max_files_per_upload)"
+        return error.status_code, str(error.detail)
+    if isinstance(error, IndexesError):
+        return 409, str(error)
+    return 500, "an internal error occurred; it has been logged"
 
 
 def handle_exception(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
     """The one place where exceptions become HTTP responses."""
-    if isinstance(error, ServiceError):
-        return problem(request, error.status, str(error))
-    if isinstance(error, StructuredOutputUnsupported):
-        return problem(request, 400, str(error))
-    if isinstance(error, BackendError):
-        return problem(request, 502, str(error))
-    if isinstance(error, NotFound):
-        return problem(request, 404, str(error))
-    if isinstance(error, ModelMismatch):
-        return problem(request, 409, str(error))
-    if isinstance(error, ValidationException):
-        return problem(request, 400, _validation_detail(error))
-    if isinstance(error, HTTPException):
-        return problem(request, error.status_code, str(error.detail))
-    if isinstance(error, IndexesError):
-        return problem(request, 409, str(error))
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(request, 500, "an internal error occurred; it has been logged")
+    status, detail = status_of(error)
+    if status == 500:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    headers = error.response_headers() if isinstance(error, ServiceError) else None
+    return problem(request, status, detail, headers or None)
 
 
 def _validation_detail(error: ValidationException) -> str:

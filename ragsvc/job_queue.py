@@ -33,7 +33,7 @@ from indexes.store import utc_now
 JobState = Literal["queued", "extracting", "embedding", "ready", "failed"]
 TERMINAL_STATES: tuple[JobState, ...] = ("ready", "failed")
 QUEUE_NAME = "jobs.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id            TEXT PRIMARY KEY,
@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts      INTEGER NOT NULL DEFAULT 0,
     created_at    TEXT NOT NULL,
     started_at    TEXT,
-    finished_at   TEXT
+    finished_at   TEXT,
+    warning       TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, upload_id);
 """
@@ -91,11 +92,14 @@ class Job(msgspec.Struct, frozen=True):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    warning: str | None = None
+    """For a stored document, the limit that cut it short (`capped: ...`), if one did."""
 
 
 JOB_COLUMNS = (
     "id, upload_id, collection, file_name, metadata, byte_size, state, pages, chunks_total, "
-    "chunks_done, document_id, outcome, error, attempts, created_at, started_at, finished_at"
+    "chunks_done, document_id, outcome, error, attempts, created_at, started_at, finished_at, "
+    "warning"
 )
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
 COUNT_BY_STATE = "SELECT state, COUNT(*) FROM jobs GROUP BY state"
@@ -127,6 +131,9 @@ class JobQueue:
         self._write_lock = threading.Lock()
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
+        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(jobs)")}
+        if "warning" not in columns:  # a queue from schema version 1
+            self._writer.execute("ALTER TABLE jobs ADD COLUMN warning TEXT")
         self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         _import_legacy_jobs(data_dir, self._writer)
 
@@ -268,15 +275,17 @@ class JobQueue:
         outcome: str,
         chunks: int,
         error: str | None,
+        warning: str | None = None,
     ) -> None:
         state: JobState = "failed" if error else "ready"
         now = utc_now()
         with self._write() as conn:
             conn.execute(
                 "UPDATE jobs SET state = ?, document_id = ?, outcome = ?, error = ?, "
-                "chunks_done = ?, chunks_total = COALESCE(chunks_total, ?), payload = NULL, "
-                "started_at = COALESCE(started_at, ?), finished_at = ? WHERE id = ?",
-                (state, document_id, outcome, error, chunks, chunks, now, now, job_id),
+                "warning = ?, chunks_done = ?, chunks_total = COALESCE(chunks_total, ?), "
+                "payload = NULL, started_at = COALESCE(started_at, ?), finished_at = ? "
+                "WHERE id = ?",
+                (state, document_id, outcome, error, warning, chunks, chunks, now, now, job_id),
             )
 
 

@@ -130,6 +130,7 @@ class JobRunner:
                 outcome=outcome.status,
                 chunks=outcome.chunks,
                 error=outcome.reason if outcome.status == "failed" else None,
+                warning=outcome.reason if outcome.status != "failed" else None,
             )
             started.pop(outcome.key, None)
 

@@ -12,12 +12,22 @@ import msgspec
 from msgspec import Meta
 
 from indexes import ChunkRow, DocumentRow, SearchHit
-from indexes.fusion import MetadataValue, Mode
+from indexes.fusion import Mode
 from ragsvc.job_queue import Job
 
 Question = Annotated[str, Meta(min_length=1, max_length=10_000)]
 TopK = Annotated[int, Meta(ge=1, le=100)]
 CollectionName = Annotated[str, Meta(min_length=1, max_length=200)]
+# SQLite integers are 64-bit: anything wider is refused here rather than overflowing there.
+RowId = Annotated[int, Meta(ge=1, le=2**63 - 1)]
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=200)]
+MetadataFilterValue = (
+    Annotated[str, Meta(max_length=10_000)]
+    | Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+    | float
+    | bool
+)
+MAX_METADATA_KEYS = 64
 
 
 class RequestBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -27,9 +37,13 @@ class RequestBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Filters(RequestBody):
     """Every given condition must hold; `metadata` is equality on user metadata keys."""
 
-    document_ids: Annotated[list[int], Meta(max_length=10_000)] | None = None
-    media_types: list[str] | None = None
-    metadata: dict[str, MetadataValue] | None = None
+    document_ids: Annotated[list[RowId], Meta(max_length=10_000)] | None = None
+    media_types: (
+        Annotated[list[Annotated[str, Meta(max_length=200)]], Meta(max_length=50)] | None
+    ) = None
+    metadata: (
+        Annotated[dict[MetadataKey, MetadataFilterValue], Meta(max_length=MAX_METADATA_KEYS)] | None
+    ) = None
 
 
 class SearchRequest(RequestBody):
@@ -47,7 +61,7 @@ class QueryRequest(RequestBody):
     collection: CollectionName | None = None
     mode: Mode | None = None
     filters: Filters | None = None
-    backend: str | None = None
+    backend: Annotated[str, Meta(max_length=100)] | None = None
     """`extractive`, or the configured `answer_backend` (the default)."""
     stream: bool = False
     """Answer with Server-Sent Events: `sources`, `token`..., then `done` (or `error`)."""
@@ -114,6 +128,20 @@ class JobList(msgspec.Struct, frozen=True):
     jobs: list[Job]
 
 
+class NewCollection(RequestBody):
+    name: CollectionName
+
+
+class CollectionInfo(msgspec.Struct, frozen=True):
+    name: str
+    documents: int
+    chunks: int
+
+
+class CollectionList(msgspec.Struct, frozen=True):
+    collections: list[CollectionInfo]
+
+
 class DocumentList(msgspec.Struct, frozen=True):
     documents: list[DocumentRow]
     limit: int
@@ -147,6 +175,8 @@ class Ready(msgspec.Struct, frozen=True):
     model: str
     index: str
     jobs: dict[str, int]
+    lexical_entries: int = 0
+    """Chunks in the served BM25 index (equal to `vectors` once caught up)."""
     change_seq: int = 0
     """The store's change-log position the served index reflects."""
     worker: WorkerInfo | None = None

@@ -1,5 +1,5 @@
 """`ragsvc serve` as a child process on a free loopback port, for tests, benchmarks and
-scripts that need a real server: start it, wait until `/ready` answers, stop or kill it."""
+scripts that need a real server: start it, wait until `/health` answers, stop or kill it."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerProcess:
-        """Start the server; returns once `/ready` answers 200. Raises `RuntimeError`, with
+        """Start the server; returns once `/health` answers 200. Raises `RuntimeError`, with
         the end of its log, when it exits or is not ready in time."""
         command = [sys.executable, "-m", "ragsvc", "--data-dir", str(self.data_dir), "serve",
                    "--port", str(self.port)]  # fmt: skip
@@ -54,7 +54,8 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited:\n{self.log.read_text()[-4000:]}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                # /health needs no key, and answers once the lifespan has opened everything.
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -62,8 +63,8 @@ class ServerProcess:
                 raise RuntimeError(f"the server was not ready in {self.ready_timeout:.0f} s")
             time.sleep(0.2)
 
-    def ready(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/ready", timeout=30).json())
+    def ready(self, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/ready", headers=headers, timeout=30).json())
 
     def kill(self) -> None:
         assert self.process is not None

@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from ingest.embed import EmbedderConfig
+from ingest.extract.base import ExtractionLimits
 
 ENV_PREFIX = "RAGSVC_"
 CONFIG_ENV = "RAGSVC_CONFIG"
@@ -41,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     chunk_max_tokens: Annotated[int, Meta(ge=0, le=100_000)] = 0
     chunk_overlap_tokens: Annotated[int, Meta(ge=0, le=10_000)] = 32
     ingest_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
+    worker_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 128
     index_type: Literal["flat", "hnsw", "ivf"] = "flat"
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     lexical_k1: Annotated[float, Meta(ge=0, le=10)] = 0.9
@@ -62,6 +64,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     max_file_bytes: Annotated[int, Meta(ge=1)] = 50_000_000
     max_request_bytes: Annotated[int, Meta(ge=1)] = 200_000_000
+    max_files_per_upload: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+    extract_sandbox: bool = True
+    extract_timeout: Annotated[float, Meta(gt=0)] = 120.0
+    extract_max_memory: Annotated[int, Meta(ge=100_000_000)] = 2_000_000_000
+    extract_max_pages: Annotated[int, Meta(ge=1)] = 2_000
+    extract_max_stream_bytes: Annotated[int, Meta(ge=1_000)] = 50_000_000
+    extract_max_decompressed_bytes: Annotated[int, Meta(ge=1_000)] = 200_000_000
+    extract_max_chars: Annotated[int, Meta(ge=1_000)] = 5_000_000
+    key_rate_limit: Annotated[float, Meta(ge=0)] = 50.0
+    key_upload_bytes_per_day: Annotated[int, Meta(ge=0)] = 0
     allowed_types: tuple[str, ...] = (
         "application/pdf",
         "text/plain",
@@ -73,7 +85,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         "extractive"
     )
     answer_min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.5
-    answer_sentence_vectors: Literal["stored", "rerank", "encode"] = "stored"
+    answer_sentence_vectors: Literal["stored", "rerank", "encode"] = "rerank"
     answer_rerank_sentences: Annotated[int, Meta(ge=1, le=64)] = 4
     llm_model: str = ""
     llm_base_url: str = ""
@@ -89,6 +101,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     prompt_templates_dir: str = ""
     answer_cache_size: Annotated[int, Meta(ge=0)] = 1024
     interaction_log: Literal["sqlite", "jsonl", "off"] = "sqlite"
+    interaction_log_redact: bool = False
+    interaction_log_retention_days: Annotated[int, Meta(ge=0, le=36_500)] = 0
 
     def __repr__(self) -> str:
         # The API key never reaches a log line through repr().
@@ -104,6 +118,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    @property
+    def extraction_limits(self) -> ExtractionLimits:
+        return ExtractionLimits(
+            timeout=self.extract_timeout,
+            max_memory=self.extract_max_memory,
+            max_pages=self.extract_max_pages,
+            max_stream_bytes=self.extract_max_stream_bytes,
+            max_decompressed_bytes=self.extract_max_decompressed_bytes,
+            max_chars=self.extract_max_chars,
+        )
 
     @property
     def embedder_config(self) -> EmbedderConfig:
@@ -169,7 +194,11 @@ SETTINGS_HELP: dict[str, str] = {
     ),
     "ingest_pool_chunks": (
         "Chunks gathered across documents before embedding, so batches are sorted by length "
-        "and well filled; also the size of one store transaction."
+        "and well filled; also the size of one store transaction (`ragsvc ingest`)."
+    ),
+    "worker_pool_chunks": (
+        "The same for the server's ingestion worker, kept small so that a document uploaded "
+        "behind a large upload waits for a few seconds of embedding, not for a whole pool."
     ),
     "index_type": (
         "Vector index built for a new store, or when the index file must be rebuilt: `flat` "
@@ -225,6 +254,35 @@ SETTINGS_HELP: dict[str, str] = {
     "port": "Port `ragsvc serve` listens on.",
     "max_file_bytes": "Largest uploaded file, in bytes (larger ones get 413).",
     "max_request_bytes": "Largest upload request, all files together, in bytes (413).",
+    "max_files_per_upload": "Most files in one upload request (more get 413).",
+    "extract_sandbox": (
+        "Extract documents in a child process with the limits below, so a hostile file fails "
+        "its own job; false extracts in the ingesting process (faster for trusted files)."
+    ),
+    "extract_timeout": (
+        "Seconds one document's extraction may take; then it stops and the job fails."
+    ),
+    "extract_max_memory": (
+        "Bytes of address space of the extraction process (past it, the job fails)."
+    ),
+    "extract_max_pages": (
+        "Pages read from one PDF; a longer one is indexed up to here, noted capped."
+    ),
+    "extract_max_stream_bytes": (
+        "Bytes one PDF stream may decompress to (a bigger one fails its page)."
+    ),
+    "extract_max_decompressed_bytes": (
+        "Bytes all the page contents of one PDF may decompress to; past it the document is capped."
+    ),
+    "extract_max_chars": "Characters of text kept from one document; past it, it is capped.",
+    "key_rate_limit": (
+        "Requests per second an API key may make, with bursts of as many (more get 429 with "
+        "`Retry-After`); 0: unlimited. `ragsvc keys create --rate` sets it for one key."
+    ),
+    "key_upload_bytes_per_day": (
+        "Bytes an API key may upload per UTC day (more get 429 with `Retry-After`); 0: "
+        "unlimited. `ragsvc keys create --upload-quota` sets it for one key."
+    ),
     "allowed_types": (
         "Media types accepted for upload, decided by content sniffing (others get 415). In the "
         "environment: a comma-separated list."
@@ -284,6 +342,14 @@ SETTINGS_HELP: dict[str, str] = {
         "backend and model, tokens, latency per stage, confidence, error): `sqlite` "
         "(`interactions.sqlite3` in the data folder), `jsonl` (`interactions.jsonl`) or `off`. "
         "`ragsvc log tail` shows it."
+    ),
+    "interaction_log_redact": (
+        "Replace e-mail addresses, card numbers and phone numbers in logged questions and errors "
+        "with `[email]`, `[card]`, `[phone]`."
+    ),
+    "interaction_log_retention_days": (
+        "Delete interaction records older than this many days (checked at start and hourly); "
+        "0 keeps them."
     ),
 }
 

@@ -134,6 +134,7 @@ class WorkerThread:
 
     def stop(self) -> None:
         self._runner.stop()
+        self._runner.pipeline.close()
         self._runner.jobs.close()
         self._catalog.close()
         os.close(self._lock)

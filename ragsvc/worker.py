@@ -26,6 +26,7 @@ import msgspec
 
 from indexes import Catalog
 from ingest import Chunker, Embedder, IngestPipeline, load_embedder
+from ingest.sandbox import make_extractor
 from ragsvc.job_queue import JobQueue
 from ragsvc.job_runner import JobRunner
 from ragsvc.settings import Settings
@@ -94,7 +95,12 @@ def build_runner(settings: Settings, embedder: Embedder | None = None) -> tuple[
         overlap=settings.chunk_overlap_tokens,
     )
     pipeline = IngestPipeline(
-        catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks, lookahead=LOOKAHEAD
+        catalog,
+        embedder,
+        chunker,
+        pool_chunks=settings.worker_pool_chunks,
+        lookahead=LOOKAHEAD,
+        extractor=make_extractor(settings.extraction_limits, sandbox=settings.extract_sandbox),
     )
     queue = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)
     return JobRunner(queue, pipeline), catalog
@@ -145,6 +151,7 @@ def main() -> int:
     try:
         runner.run_forever()
     finally:
+        runner.pipeline.close()
         runner.jobs.close()
         catalog.close()
     return 0

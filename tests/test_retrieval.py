@@ -125,7 +125,7 @@ def test_lexical_index_follows_deletes_and_replacements(
 
 def test_search_endpoint_modes_and_filters(tmp_path: Path, embedder: Embedder) -> None:
     settings = Settings(data_dir=str(tmp_path / "data"), ingest_worker="thread")
-    with TestClient(create_app(settings, embedder=embedder)) as client:
+    with TestClient(create_app(settings, embedder=embedder), base_url="http://127.0.0.1") as client:
         for name, collection, team in (("a.md", "x", "red"), ("b.md", "y", "blue")):
             response = client.post(
                 "/documents?wait=true",

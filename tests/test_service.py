@@ -39,9 +39,14 @@ NOTES = (
 @pytest.fixture
 def client(tmp_path: Path, embedder: Embedder) -> Iterator[TestClient[Any]]:
     settings = Settings(
-        data_dir=str(tmp_path / "data"), max_file_bytes=200_000, ingest_worker="thread"
+        data_dir=str(tmp_path / "data"),
+        max_file_bytes=200_000,
+        max_files_per_upload=5,
+        ingest_worker="thread",
     )
-    with TestClient(create_app(settings, embedder=embedder)) as test_client:
+    with TestClient(
+        create_app(settings, embedder=embedder), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client
 
 
@@ -141,6 +146,39 @@ def test_upload_search_query_delete(client: TestClient[Any]) -> None:
         (lambda c: c.delete("/documents/999"), 404, "document 999"),
         (lambda c: c.get("/documents", params={"collection": "nope"}), 404, "nope"),
         (lambda c: c.get("/documents", params={"limit": 0}), 400, "limit"),
+        # Integers beyond SQLite's 64 bits, and maps past their bounds, anywhere in a request.
+        (lambda c: c.get(f"/documents/{2**64}"), 400, "document_id"),
+        (lambda c: c.delete(f"/documents/{2**64}"), 400, "document_id"),
+        (lambda c: c.get("/documents", params={"offset": 2**64}), 400, "offset"),
+        (lambda c: c.get("/jobs/" + "j" * 65), 400, "job_id"),
+        (
+            lambda c: c.post("/search", json={"query": "x", "filters": {"document_ids": [2**64]}}),
+            400,
+            "document_ids",
+        ),
+        (
+            lambda c: c.post("/search", json={"query": "x", "filters": {"metadata": {"n": 2**64}}}),
+            400,
+            "metadata",
+        ),
+        (
+            lambda c: c.post(
+                "/search",
+                json={"query": "x", "filters": {"metadata": {f"k{i}": i for i in range(1000)}}},
+            ),
+            400,
+            "metadata",
+        ),
+        (lambda c: _upload(c, ("a.md", NOTES), metadata=f'{{"n": {2**64}}}'), 400, "64-bit"),
+        (
+            lambda c: _upload(
+                c, ("a.md", NOTES), metadata="{" + ",".join(f'"k{i}": {i}' for i in range(65)) + "}"
+            ),
+            400,
+            "65 keys",
+        ),
+        (lambda c: _upload(c, *[(f"{i}.md", NOTES) for i in range(6)]), 413, "limit is 5"),
+        (lambda c: _upload(c, *[(f"{i}.md", NOTES) for i in range(20)]), 413, "too many parts"),
     ],
 )
 def test_bad_input_gets_a_4xx_and_stores_nothing(
@@ -154,7 +192,7 @@ def test_request_over_the_limit_is_413(tmp_path: Path, embedder: Embedder) -> No
     settings = Settings(
         data_dir=str(tmp_path / "data"), max_request_bytes=10_000, ingest_worker="thread"
     )
-    with TestClient(create_app(settings, embedder=embedder)) as client:
+    with TestClient(create_app(settings, embedder=embedder), base_url="http://127.0.0.1") as client:
         _assert_problem(_upload(client, ("a.txt", b"word " * 5000)), 413, "")
         _nothing_stored(client)
 

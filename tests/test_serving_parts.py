@@ -123,7 +123,9 @@ def test_sentence_vectors_are_stored_and_answer_without_embedding_sentences(
         def embed_documents(self, texts: list[str]) -> np.ndarray:
             raise AssertionError("sentences were embedded at answer time")
 
-    answerer = ExtractiveBackend(NoSentenceEmbedding(), min_confidence=0.0)  # type: ignore[arg-type]
+    answerer = ExtractiveBackend(
+        NoSentenceEmbedding(), min_confidence=0.0, sentence_vectors="stored"
+    )  # type: ignore[arg-type]
     answer = answerer.answer(question, [passage])
     assert "red flag" in answer.text and answer.citations == [1]
 
@@ -137,7 +139,7 @@ def test_rerank_embeds_only_the_shortlist_and_agrees_with_encoding_every_sentenc
         "crossing back departs at nine in the evening."
     )
     IngestPipeline(catalog, embedder, chunker).run([TextSource("ferry", text)], collection="c")
-    question = "When does the last ferry come back?"
+    question = "What time does the last crossing back depart?"
     hits = retrieve(catalog, embedder, Settings(), question, k=1, need_vector=True).hits
     context = passages(catalog, hits)
     sentences = len(context[0].sentence_spans)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
+import msgspec
+
 from ingest.errors import EmptyDocument, ExtractionFailed, UnsupportedType
-from ingest.extract.base import Extracted, Extractor, TextExtractor
+from ingest.extract.base import Extracted, ExtractionLimits, Extractor, TextExtractor
 from ingest.extract.html import HtmlExtractor, looks_like_html
 from ingest.extract.markdown import MarkdownExtractor, looks_like_markdown
 from ingest.extract.pdf import PdfExtractor
@@ -62,12 +64,21 @@ def _sniff(data: bytes, name: str) -> tuple[str, str | None]:
     return "text/plain", text
 
 
-def extract(data: bytes, name: str = "") -> Extracted:
-    """Sniff and extract; raises an `IngestError` subclass with the reason on failure."""
+def extract(data: bytes, name: str = "", limits: ExtractionLimits | None = None) -> Extracted:
+    """Sniff and extract within `limits`; raises an `IngestError` subclass with the reason
+    on failure."""
+    limits = limits or ExtractionLimits()
     media_type, text = _sniff(data, name)
     if text is None:
-        return EXTRACTORS[media_type].extract(data)
-    return TEXT_EXTRACTORS[media_type].from_text(text)
+        return PdfExtractor(limits).extract(data)
+    if len(text) <= limits.max_chars:
+        return TEXT_EXTRACTORS[media_type].from_text(text)
+    extracted = TEXT_EXTRACTORS[media_type].from_text(text[: limits.max_chars])
+    capped = (
+        f"capped: the first {limits.max_chars} of {len(text)} characters were read "
+        "(setting extract_max_chars)"
+    )
+    return msgspec.structs.replace(extracted, capped=capped)
 
 
-__all__ = ["EXTRACTORS", "Extracted", "Extractor", "extract", "sniff"]
+__all__ = ["EXTRACTORS", "Extracted", "ExtractionLimits", "Extractor", "extract", "sniff"]

@@ -18,10 +18,29 @@ class Extracted(msgspec.Struct, frozen=True):
     text: str
     page_starts: list[int] | None = None
     warnings: list[str] = []
+    capped: str | None = None
+    """Set when a limit cut the document short: which limit, and what was kept."""
 
     @property
     def page_count(self) -> int | None:
         return None if self.page_starts is None else len(self.page_starts)
+
+
+class ExtractionLimits(msgspec.Struct, frozen=True):
+    """Bounds on what one document may cost to extract (settings `extract_*`)."""
+
+    timeout: float = 120.0
+    """Seconds of wall-clock time (enforced by the sandbox)."""
+    max_memory: int = 2_000_000_000
+    """Bytes of address space of the sandbox process."""
+    max_pages: int = 2_000
+    """Pages read from a PDF; the rest are left out, and the job says so."""
+    max_stream_bytes: int = 50_000_000
+    """Bytes one PDF stream may decompress to."""
+    max_decompressed_bytes: int = 200_000_000
+    """Bytes of page content all the streams of one PDF may decompress to."""
+    max_chars: int = 5_000_000
+    """Characters of text kept from one document."""
 
 
 class Extractor(Protocol):

@@ -3,11 +3,14 @@
 A template declares its variables; loading checks that the text uses exactly those, so a
 missing or unknown variable stops the service at start-up rather than failing a query.
 Passages are packed best first into a token budget and framed as untrusted data: each sits in
-a `<passage>` element whose closing tag cannot be forged from inside the text.
+a `<passage>` element whose tags cannot be forged from inside the text, in any letter case,
+and whose attributes are escaped.
 """
 
 from __future__ import annotations
 
+import html
+import re
 import string
 import tomllib
 from collections.abc import Callable
@@ -81,14 +84,21 @@ def load_templates(directory: Path | None = None) -> dict[str, Template]:
     return templates
 
 
+# A `<` that could open or close a passage element, in any letter case and spacing.
+_FRAME_TAG = re.compile(r"<(?=\s*/?\s*passage)", re.IGNORECASE)
+# What stands in for it: a look-alike that no markup reader takes for a tag.
+_DEFUSED = "\u2039"  # SINGLE LEFT-POINTING ANGLE QUOTATION MARK
+
+
 def frame_passage(passage: Passage) -> str:
+    """The passage as a `<passage>` element with escaped attributes, whose text can neither
+    close it nor open another (`</PASSAGE >`, `< /passages>` ... are defused)."""
     pages = ""
     if passage.page_start is not None:
-        pages = f' pages="{passage.page_start}-{passage.page_end}"'
-    source = passage.source_name.replace('"', "'")
-    # The text cannot close its own element: "</passage" inside it is defused.
-    text = passage.text.replace("</passage", "</ passage").replace("<passage", "< passage")
-    return f'<passage number="{passage.number}" source="{source}"{pages}>\n{text}\n</passage>'
+        pages = f' pages="{int(passage.page_start)}-{int(passage.page_end or passage.page_start)}"'
+    source = html.escape(passage.source_name, quote=True)
+    text = _FRAME_TAG.sub(_DEFUSED, passage.text)
+    return f'<passage number="{int(passage.number)}" source="{source}"{pages}>\n{text}\n</passage>'
 
 
 def pack_context(
