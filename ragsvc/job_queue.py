@@ -103,13 +103,15 @@ JOB_COLUMNS = (
 )
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
 COUNT_BY_STATE = "SELECT state, COUNT(*) FROM jobs GROUP BY state"
-# Round-robin across uploads: every upload's first queued job, then every upload's second...
+# Round-robin across uploads: a job's turn is its place among *all* its upload's jobs, taken
+# or not, so an upload that has had n jobs taken waits behind every upload that has had fewer
+# (numbering only the queued jobs would put the oldest uploads first at every take).
 _FAIR_QUEUED = f"""
 SELECT {JOB_COLUMNS} FROM (
     SELECT {JOB_COLUMNS}, rowid AS position,
            ROW_NUMBER() OVER (PARTITION BY upload_id ORDER BY rowid) AS turn
-    FROM jobs WHERE state = 'queued'
-) ORDER BY turn, position LIMIT ?
+    FROM jobs WHERE upload_id IN (SELECT upload_id FROM jobs WHERE state = 'queued')
+) WHERE state = 'queued' ORDER BY turn, position LIMIT ?
 """
 
 

@@ -85,7 +85,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         "extractive"
     )
     answer_min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.5
-    answer_sentence_vectors: Literal["stored", "rerank", "encode"] = "rerank"
+    answer_sentence_vectors: Literal["stored", "rerank", "encode"] = "stored"
     answer_rerank_sentences: Annotated[int, Meta(ge=1, le=64)] = 4
     llm_model: str = ""
     llm_base_url: str = ""

@@ -190,6 +190,20 @@ def test_jobs_are_taken_round_robin_across_uploads_and_retried_ones_alone(
     queue.close()
 
 
+def test_a_late_upload_is_taken_within_one_turn_of_every_upload(tmp_path: Path) -> None:
+    queue = JobQueue(tmp_path)
+    for name in ("a", "b", "c"):
+        queue.create([NewJob("c", f"{name}-{i}.txt", b"x") for i in range(20)])
+    order = [j.file_name for j in queue.take(2)]  # the worker is busy with a and b...
+    queue.create([NewJob("c", "late.txt", b"y")])  # ...when one more file comes
+    while len(order) < 8:
+        order += [j.file_name for j in queue.take(2)]
+    # Turn one of every upload (a, b, c, late), then turn two: no upload waits for another.
+    assert order[:4] == ["a-0.txt", "b-0.txt", "c-0.txt", "late.txt"]
+    assert order[4:8] == ["a-1.txt", "b-1.txt", "c-1.txt", "a-2.txt"]
+    queue.close()
+
+
 def test_a_reader_behind_a_pruned_change_log_catches_up_by_ids(
     data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
 ) -> None:

@@ -73,7 +73,7 @@ class ExtractiveBackend:
         embedder: Embedder,
         *,
         min_confidence: float = 0.5,
-        sentence_vectors: SentenceVectors = "rerank",
+        sentence_vectors: SentenceVectors = "stored",
         rerank: int = 4,
     ) -> None:
         self.embedder = embedder
