@@ -42,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     chunk_max_tokens: Annotated[int, Meta(ge=0, le=100_000)] = 0
     chunk_overlap_tokens: Annotated[int, Meta(ge=0, le=10_000)] = 32
     ingest_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
-    worker_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 128
+    worker_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 64
     index_type: Literal["flat", "hnsw", "ivf"] = "flat"
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     lexical_k1: Annotated[float, Meta(ge=0, le=10)] = 0.9
