@@ -154,12 +154,13 @@ async def authorize(
 
 
 def _principal(connection: ASGIConnection[Any, Any, Any, Any], keys: KeyStore) -> Principal:
-    if not keys.has_keys():
+    active = keys.active()  # read once per request
+    if not active:
         return _keyless(connection)
     token = _token(connection)
     if token is None:
         raise Unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key)")
-    key = keys.authenticate(token)
+    key = keys.authenticate(token, active)
     if key is None:
         raise Unauthorized("the API key is not valid (unknown or revoked)")
     return principal_of(key)

@@ -181,7 +181,7 @@ class KeyStore:
 
     # -- the server's side -------------------------------------------------------------------
 
-    def _reload(self) -> dict[str, tuple[str, ApiKey]]:
+    def active(self) -> dict[str, tuple[str, ApiKey]]:
         """The active keys by id, read again when another connection changed the file."""
         with self._lock:
             version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -195,14 +195,17 @@ class KeyStore:
 
     def has_keys(self) -> bool:
         """Whether any key is active: without one the service is open, on loopback only."""
-        return bool(self._reload())
+        return bool(self.active())
 
-    def authenticate(self, token: str) -> ApiKey | None:
-        """The active key `token` is, or None."""
+    def authenticate(
+        self, token: str, active: dict[str, tuple[str, ApiKey]] | None = None
+    ) -> ApiKey | None:
+        """The active key `token` is, or None; `active` is `self.active()` when the caller
+        already read it."""
         parts = token.strip().split("_", 2)
         if len(parts) != 3 or parts[0] != PREFIX:
             return None
-        entry = self._reload().get(parts[1])
+        entry = (self.active() if active is None else active).get(parts[1])
         if entry is None:
             return None
         secret_hash, key = entry
