@@ -50,6 +50,8 @@ class SearchHit(msgspec.Struct, frozen=True):
     """Cosine similarity to the query vector, whatever ranked the hit (None without one)."""
     retrievers: int = 1
     """How many retrievers had the chunk among their candidates (2 in hybrid: both agree)."""
+    location: str | None = None
+    """Where in the document the chunk lies beyond pages (heading path, slide, sheet, rows)."""
 
 
 class ReadWriteLock:
@@ -259,17 +261,34 @@ class IndexReader:
         marks = ",".join("?" * len(pairs))
         rows = self.store.reader().execute(
             "SELECT ch.id, d.id, d.source_name, c.name, ch.ordinal, ch.page_start, ch.page_end, "
-            "ch.char_start, ch.char_end, ch.text FROM chunks ch "
+            "ch.char_start, ch.char_end, ch.text, ch.location FROM chunks ch "
             "JOIN documents d ON d.id = ch.document_id "
             f"JOIN collections c ON c.id = d.collection_id WHERE ch.id IN ({marks})",
             [p[0] for p in pairs],
         )
         by_id = {int(r[0]): r for r in rows}
-        return [
-            SearchHit(chunk_id, score, *by_id[chunk_id][1:])
-            for chunk_id, score in pairs
-            if chunk_id in by_id
-        ]
+        hits = []
+        for chunk_id, score in pairs:
+            row = by_id.get(chunk_id)
+            if row is not None:
+                document_id, source, collection, ordinal, page_start, page_end = row[1:7]
+                hits.append(
+                    SearchHit(
+                        chunk_id,
+                        score,
+                        document_id,
+                        source,
+                        collection,
+                        ordinal,
+                        page_start,
+                        page_end,
+                        row[7],
+                        row[8],
+                        row[9],
+                        location=row[10],
+                    )
+                )
+        return hits
 
 
 def _dense(

@@ -138,6 +138,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE embeddings ADD COLUMN sentence_spans BLOB;
     ALTER TABLE embeddings ADD COLUMN sentence_vectors BLOB;
     """,
+    # 4: where in its document a chunk came from (heading path, slide, sheet and rows).
+    """
+    ALTER TABLE chunks ADD COLUMN location TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -192,6 +196,9 @@ class NewChunk(msgspec.Struct, frozen=True):
     text_hash: bytes
     page_start: int | None = None
     page_end: int | None = None
+    location: str | None = None
+    """Where in the document the chunk lies, beyond pages: "Intro > Results", "slide 2",
+    "sheet Sales, rows 2-40"."""
 
 
 class NewDocument(msgspec.Struct, frozen=True):
@@ -236,6 +243,7 @@ class ChunkRow(msgspec.Struct, frozen=True):
     char_start: int
     char_end: int
     token_count: int
+    location: str | None = None
 
 
 DOCUMENT_COLUMNS = """
@@ -245,7 +253,8 @@ DOCUMENT_COLUMNS = """
 
 
 CHUNK_COLUMNS = (
-    "id, document_id, ordinal, text, page_start, page_end, char_start, char_end, token_count"
+    "id, document_id, ordinal, text, page_start, page_end, char_start, char_end, token_count, "
+    "location"
 )
 SELECT_DOCUMENT = (
     f"SELECT {DOCUMENT_COLUMNS} FROM documents d "

@@ -106,8 +106,8 @@ class StoreWriter:
         document_id = int(cursor.lastrowid or 0)
         conn.executemany(
             "INSERT INTO chunks(document_id, ordinal, text, page_start, page_end, "
-            "char_start, char_end, token_count, text_hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "char_start, char_end, token_count, text_hash, location) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (
                     document_id,
@@ -119,6 +119,7 @@ class StoreWriter:
                     c.char_end,
                     c.token_count,
                     c.text_hash,
+                    c.location,
                 )
                 for c in document.chunks
             ),

@@ -9,6 +9,8 @@ trailing units up to `overlap` tokens, so overlap is made of whole sentences or 
 
 Every chunk keeps its character span in the extracted text and, for paged documents, the
 first and last page it covers; token counts are exact, counted from the same tokenization.
+A document with sections (a heading's part, a slide, a block of table rows) is chunked one
+section at a time, so a chunk never mixes two and carries its section's location.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from ingest.extract.base import Extracted
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")
 _SENTENCE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])")  # noqa: RUF001 (closing quotes, CJK stops)
 _LINE = re.compile(r"\n")
+# A line that opens a list item, and a table row as extractors write it ("a | b | c").
+_LIST_ITEM = re.compile(r"[^\S\n]*(?:[-*\u2022\u2013]\s|\d{1,3}[.)]\s|\([a-z0-9]{1,3}\)\s)")
+_TABLE_CELL = " | "
+_WRAP_BEFORE = frozenset("-,;:(/'\"&")
 _WORD_BOUNDARY_SEARCH = 16
 
 
@@ -72,24 +78,33 @@ class Chunker:
         def count(start: int, end: int) -> int:
             return int(np.searchsorted(starts, end) - np.searchsorted(starts, start))
 
-        units = self._units(text, 0, len(text), count, starts, ends, level=0)
         pages = extracted.page_starts
+        spans: list[tuple[int, int, str | None]] = [(0, len(text), None)]
+        if extracted.sections:
+            bounds = [s.start for s in extracted.sections[1:]] + [len(text)]
+            spans = [(0, extracted.sections[0].start, None)] + [
+                (section.start, bound, section.location)
+                for section, bound in zip(extracted.sections, bounds, strict=True)
+            ]
         chunks: list[NewChunk] = []
-        for group in self._pack(units):
-            start, end = group[0].start, group[-1].end
-            piece = text[start:end]
-            chunks.append(
-                NewChunk(
-                    ordinal=len(chunks),
-                    text=piece,
-                    char_start=start,
-                    char_end=end,
-                    token_count=count(start, end),
-                    text_hash=text_hash(piece),
-                    page_start=bisect_right(pages, start) if pages else None,
-                    page_end=bisect_right(pages, end - 1) if pages else None,
+        for span_start, span_end, location in spans:
+            units = self._units(text, span_start, span_end, count, starts, ends, level=0)
+            for group in self._pack(units):
+                start, end = group[0].start, group[-1].end
+                piece = text[start:end]
+                chunks.append(
+                    NewChunk(
+                        ordinal=len(chunks),
+                        text=piece,
+                        char_start=start,
+                        char_end=end,
+                        token_count=count(start, end),
+                        text_hash=text_hash(piece),
+                        page_start=bisect_right(pages, start) if pages else None,
+                        page_end=bisect_right(pages, end - 1) if pages else None,
+                        location=location,
+                    )
                 )
-            )
         return chunks
 
     def _units(
@@ -180,9 +195,30 @@ def _split(text: str, start: int, end: int, separator: re.Pattern[str]) -> list[
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of `text` (paragraph and line breaks end them too)."""
+    """Character spans of the sentences of `text`. Paragraph breaks end them too, and so do
+    line breaks, except those that only wrap a sentence onto the next line (PDF text comes
+    in the page's lines: "We used an HMM-based\nNE tagger whose ... in F-\nscore.")."""
     spans: list[tuple[int, int]] = []
     for paragraph_start, paragraph_end in _split(text, 0, len(text), _PARAGRAPH):
         for start, end in _split(text, paragraph_start, paragraph_end, _SENTENCE):
-            spans.extend(_split(text, start, end, _LINE))
+            position = start
+            for match in _LINE.finditer(text, start, end):
+                if not _wraps(text, match.start(), start, end):
+                    spans.extend(_split(text, position, match.start(), _PARAGRAPH))
+                    position = match.end()
+            spans.extend(_split(text, position, end, _PARAGRAPH))
     return spans
+
+
+def _wraps(text: str, newline: int, start: int, end: int) -> bool:
+    """Whether the line break at `newline` continues a sentence rather than ending a line
+    of its own (a list item, a table row)."""
+    before = text[text.rfind("\n", start, newline) + 1 : newline].rstrip()
+    after_end = text.find("\n", newline + 1, end)
+    after = text[newline + 1 : after_end if after_end >= 0 else end]
+    if not before or not after.strip() or _TABLE_CELL in before or _TABLE_CELL in after:
+        return False
+    if _LIST_ITEM.match(after):
+        return False
+    last, first = before[-1], after.lstrip()[0]
+    return (last.isalnum() or last in _WRAP_BEFORE) and (first.isalnum() or first == "(")

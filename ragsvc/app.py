@@ -41,6 +41,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from indexes import Catalog, ChunkRow, DocumentNotFound, DocumentRow, SearchFilter
 from indexes.fusion import Mode
 from ingest import Embedder, EmptyDocument, UnsupportedType, load_query_embedder
+from ingest.cleaning import readable
 from ingest.extract import sniff
 from ragsvc import __version__
 from ragsvc.answering import Answer, LLMBackend, Passage, build_backends, load_templates
@@ -691,9 +692,11 @@ def _query_response(
             page_end=p.page_end,
             char_start=p.char_start,
             char_end=p.char_end,
-            snippet=p.text[:SNIPPET_CHARS],
+            snippet=readable(p.text)[:SNIPPET_CHARS],
             score=round(p.score, 4),
             cited=p.number in answer.citations,
+            location=p.location,
+            quote=answer.quotes.get(p.number),
         )
         for p in passages
     ]

@@ -84,6 +84,7 @@ def passages(catalog: Catalog, hits: list[SearchHit]) -> list[Passage]:
                 char_start=hit.char_start,
                 char_end=hit.char_end,
                 retrievers=hit.retrievers,
+                location=hit.location,
                 sentence_spans=None if sentences is None else sentences[0],
                 sentence_vectors=None if sentences is None else sentences[1],
             )

@@ -92,8 +92,13 @@ class Source(msgspec.Struct, frozen=True):
     char_start: int
     char_end: int
     snippet: str
+    """The start of the passage as a reader sees it (line-end hyphens joined)."""
     score: float
     cited: bool
+    location: str | None = None
+    """Where in the document beyond pages: heading path, slide, sheet and rows."""
+    quote: str | None = None
+    """The text the answer quotes from this source (the extractive answerer quotes)."""
 
 
 class QueryResponse(msgspec.Struct, frozen=True):

@@ -72,6 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     extract_max_stream_bytes: Annotated[int, Meta(ge=1_000)] = 50_000_000
     extract_max_decompressed_bytes: Annotated[int, Meta(ge=1_000)] = 200_000_000
     extract_max_chars: Annotated[int, Meta(ge=1_000)] = 5_000_000
+    ocr: bool = False
     key_rate_limit: Annotated[float, Meta(ge=0)] = 50.0
     key_upload_bytes_per_day: Annotated[int, Meta(ge=0)] = 0
     allowed_types: tuple[str, ...] = (
@@ -79,6 +80,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         "text/plain",
         "text/markdown",
         "text/html",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/epub+zip",
     )
     upload_wait_timeout: Annotated[float, Meta(gt=0)] = 300.0
     answer_backend: Literal["extractive", "openai", "ollama", "anthropic", "gemini", "cohere"] = (
@@ -128,6 +133,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             max_stream_bytes=self.extract_max_stream_bytes,
             max_decompressed_bytes=self.extract_max_decompressed_bytes,
             max_chars=self.extract_max_chars,
+            ocr=self.ocr,
         )
 
     @property
@@ -275,6 +281,11 @@ SETTINGS_HELP: dict[str, str] = {
         "Bytes all the page contents of one PDF may decompress to; past it the document is capped."
     ),
     "extract_max_chars": "Characters of text kept from one document; past it, it is capped.",
+    "ocr": (
+        "Read scanned PDF pages (no text layer) by OCR of their images, with RapidOCR on ONNX "
+        "Runtime (`pip install 'ragsvc[ocr]'`; models come with the package). Off: such a PDF "
+        'fails with "no extractable text".'
+    ),
     "key_rate_limit": (
         "Requests per second an API key may make, with bursts of as many (more get 429 with "
         "`Retry-After`); 0: unlimited. `ragsvc keys create --rate` sets it for one key."

@@ -7,11 +7,22 @@ from typing import Protocol
 import msgspec
 
 
+class Section(msgspec.Struct, frozen=True):
+    """A stretch of the text with one origin: it runs from `start` to the next section."""
+
+    start: int
+    location: str
+    """Where it came from, for a reader: "Methods > Results", "slide 2: Title",
+    "sheet Sales, rows 2-40"."""
+
+
 class Extracted(msgspec.Struct, frozen=True):
     """Text extracted from one document.
 
     `page_starts[i]` is the character offset in `text` where page i+1 begins (PDF only);
     pages are joined with a blank line, so a page break is also a paragraph break.
+    `sections`, in order of `start`, say where each part came from (Office formats, EPUB):
+    no chunk crosses a section's start, and each chunk reports the location of its section.
     """
 
     media_type: str
@@ -20,6 +31,7 @@ class Extracted(msgspec.Struct, frozen=True):
     warnings: list[str] = []
     capped: str | None = None
     """Set when a limit cut the document short: which limit, and what was kept."""
+    sections: list[Section] = []
 
     @property
     def page_count(self) -> int | None:
@@ -41,6 +53,8 @@ class ExtractionLimits(msgspec.Struct, frozen=True):
     """Bytes of page content all the streams of one PDF may decompress to."""
     max_chars: int = 5_000_000
     """Characters of text kept from one document."""
+    ocr: bool = False
+    """Read PDF pages without a text layer by OCR of their images (setting `ocr`)."""
 
 
 class Extractor(Protocol):

@@ -3,7 +3,9 @@
 pypdf runs lenient (`strict=False`): it repairs what it can and logs what it repaired. A file
 it cannot open at all, or one that needs a password, is a per-document `ExtractionFailed` or
 `EncryptedDocument`; a single page that fails is skipped with a warning, since the rest of the
-document is still worth having. A PDF with pages but no text layer is `EmptyDocument`; one
+document is still worth having. Pages without a text layer are read by OCR of their images
+when `limits.ocr` is on (`ocr.py`), and say so in a warning. A PDF with pages but no text
+layer (and no OCR) is `EmptyDocument`; one
 whose pages all failed fails with the first page's reason (a decompression limit, a decoder
 error), not as if it had no text layer.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Any
 
 from pypdf import PasswordType, PdfReader, apply_configuration
 
@@ -91,6 +94,12 @@ class PdfExtractor:
                     )
                     break
                 text = page.extract_text() or ""
+                if limits.ocr and not text.strip():
+                    text = _ocr(page)
+                    if text:
+                        warnings.append(f"page {number}: no text layer, read by OCR")
+            except ExtractionFailed:
+                raise
             except RecursionError:
                 text = ""
                 warnings.append(f"page {number}: skipped, object structure nests without end")
@@ -132,6 +141,12 @@ class PdfExtractor:
             warnings=warnings,
             capped=capped,
         )
+
+
+def _ocr(page: Any) -> str:
+    from ingest.extract.ocr import read_images
+
+    return read_images([image.data for image in page.images])
 
 
 def _describe(error: Exception) -> str:

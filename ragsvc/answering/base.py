@@ -25,6 +25,8 @@ class Passage(msgspec.Struct, frozen=True):
     char_end: int = 0
     retrievers: int = 1
     """How many retrievers found the passage (2 when dense and lexical agree)."""
+    location: str | None = None
+    """Where in its document the passage lies beyond pages (heading path, slide, sheet)."""
     sentence_spans: Any = None
     """The sentences of `text` as an int array of (start, end), when stored with the chunk."""
     sentence_vectors: Any = None
@@ -47,6 +49,8 @@ class Answer(msgspec.Struct, frozen=True):
     """The validated JSON object, when a response schema was asked for."""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    quotes: dict[int, str] = {}
+    """Passage number to the text quoted from it, where the backend quotes (extractive)."""
 
 
 class LLMBackend(Protocol):

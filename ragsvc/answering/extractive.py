@@ -2,7 +2,8 @@
 
 Every sentence of the retrieved passages is scored by the cosine similarity of its embedding
 to the question's, plus a share for the question's content words it contains. The best
-sentence (and a second one that scores nearly as well) is the answer, cited as [n].
+sentence (and a second one that scores nearly as well) is the answer, cited as [n], with
+line-end hyphenation and wrapped lines undone (`ingest.cleaning.readable`).
 
 Where sentence vectors come from (`sentence_vectors`):
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from ingest import Embedder
 from ingest.chunking import sentence_spans
+from ingest.cleaning import readable
 from ragsvc.answering.base import NOT_FOUND, Answer, Passage
 
 
@@ -184,9 +186,14 @@ class ExtractiveBackend:
             return Answer(NOT_FOUND, [], confidence, False, self.name)
         parts = []
         citations: list[int] = []
+        quotes: dict[int, str] = {}
         for index in chosen:
             passage, sentence = candidates[index]
-            parts.append(f"{sentence.strip()} [{passage.number}]")
+            quoted = readable(sentence)
+            parts.append(f"{quoted} [{passage.number}]")
+            quotes[passage.number] = (
+                f"{quotes[passage.number]} {quoted}".strip() if passage.number in quotes else quoted
+            )
             if passage.number not in citations:
                 citations.append(passage.number)
-        return Answer(" ".join(parts), citations, confidence, True, self.name)
+        return Answer(" ".join(parts), citations, confidence, True, self.name, quotes=quotes)

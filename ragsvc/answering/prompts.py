@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from ingest.cleaning import readable
 from ragsvc.answering.base import Passage
 
 BUILTIN_DIRECTORY = Path(__file__).parent / "templates"
@@ -96,8 +97,10 @@ def frame_passage(passage: Passage) -> str:
     pages = ""
     if passage.page_start is not None:
         pages = f' pages="{int(passage.page_start)}-{int(passage.page_end or passage.page_start)}"'
+    if passage.location:
+        pages += f' location="{html.escape(passage.location, quote=True)}"'
     source = html.escape(passage.source_name, quote=True)
-    text = _FRAME_TAG.sub(_DEFUSED, passage.text)
+    text = _FRAME_TAG.sub(_DEFUSED, readable(passage.text))
     return f'<passage number="{int(passage.number)}" source="{source}"{pages}>\n{text}\n</passage>'
 
 
