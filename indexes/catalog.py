@@ -26,7 +26,7 @@ from indexes import recovery, snapshot
 from indexes.errors import CollectionNotFound, ModelMismatch, StoreMissing
 from indexes.fusion import Fusion, Mode, SearchFilter
 from indexes.lexical import DEFAULT_B, DEFAULT_K1, Analyzer
-from indexes.reader import IndexReader, SearchHit
+from indexes.reader import IndexReader, SearchHit, Stage, no_stage
 from indexes.recovery import LexicalSettings
 from indexes.store import ChunkEmbedding, NewDocument, Store
 from indexes.vectors import IndexType
@@ -365,6 +365,7 @@ class Catalog:
         rrf_k: int = 60,
         dense_weight: float = 0.5,
         candidates: int = 100,
+        stage: Stage = no_stage,
     ) -> list[SearchHit]:
         """See `IndexReader.retrieve`."""
         return self.reader.retrieve(
@@ -377,6 +378,7 @@ class Catalog:
             rrf_k=rrf_k,
             dense_weight=dense_weight,
             candidates=candidates,
+            stage=stage,
         )
 
     def hits(self, pairs: Sequence[tuple[int, float]]) -> list[SearchHit]:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -30,6 +30,14 @@ from indexes.store import Store
 
 _FILTER_CACHE_SIZE = 64
 _DONE = object()
+
+
+Stage = Callable[[str], AbstractContextManager[Any]]
+"""Wraps each stage of a retrieval (`dense`, `lexical`, `fuse`): the service's traces."""
+
+
+def no_stage(name: str) -> AbstractContextManager[Any]:
+    return nullcontext()
 
 
 class SearchHit(msgspec.Struct, frozen=True):
@@ -164,6 +172,7 @@ class IndexReader:
         rrf_k: int = 60,
         dense_weight: float = 0.5,
         candidates: int = 100,
+        stage: Stage = no_stage,
     ) -> list[SearchHit]:
         """Top-k chunks by dense similarity, BM25, or both fused, among chunks that match
         `filters` (k of them whenever k match). `vector` is needed for dense and hybrid,
@@ -184,19 +193,24 @@ class IndexReader:
                 return []
             if mode in ("dense", "hybrid"):
                 assert vector is not None
-                dense = _dense(state, vector, depth, mask)
+                with stage("dense"):
+                    dense = _dense(state, vector, depth, mask)
             if mode in ("lexical", "hybrid"):
                 assert text is not None
-                lexical = state.lexical.search(text, depth, None if mask is None else mask.lexical)
-        if mode == "dense":
-            ranked = dense
-        elif mode == "lexical":
-            ranked = lexical
-        elif fusion == "rrf":
-            ranked = fuse_rrf([dense, lexical], rrf_k)
-        else:
-            ranked = fuse_weighted(dense, lexical, dense_weight)
-        hits = self.hits(ranked[:k])
+                with stage("lexical"):
+                    lexical = state.lexical.search(
+                        text, depth, None if mask is None else mask.lexical
+                    )
+        with stage("fuse"):
+            if mode == "dense":
+                ranked = dense
+            elif mode == "lexical":
+                ranked = lexical
+            elif fusion == "rrf":
+                ranked = fuse_rrf([dense, lexical], rrf_k)
+            else:
+                ranked = fuse_weighted(dense, lexical, dense_weight)
+            hits = self.hits(ranked[:k])
         if mode == "hybrid":
             both = {i for i, _ in dense} & {i for i, _ in lexical}
             hits = [

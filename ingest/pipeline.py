@@ -96,6 +96,7 @@ class IngestPipeline:
         first_pool_chunks: int = 32,
         lookahead: int = 256,
         extractor: Callable[[bytes, str], Extracted] = extract,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         if embedder.model_id != catalog.model_id:
             raise ValueError(
@@ -110,6 +111,8 @@ class IngestPipeline:
         self.lookahead = lookahead
         self.extractor = extractor
         """`ingest.extract.extract` in this process, or an `ExtractionSandbox`."""
+        self.on_batch = on_batch
+        """Told (chunks, seconds) after every embedding batch (the service's metrics)."""
 
     def close(self) -> None:
         """Stop the extractor's child process, if it has one."""
@@ -259,9 +262,14 @@ class IngestPipeline:
         return IngestReport(outcomes, embedded, time.perf_counter() - started)
 
     def _embed(self, texts: list[str]) -> list[ChunkEmbedding]:
+        started = time.perf_counter()
         if isinstance(self.embedder, SentenceEmbedder):
-            return self.embedder.embed_chunks(texts, [sentence_spans(t) for t in texts])
-        return [ChunkEmbedding(v) for v in self.embedder.embed_documents(texts)]
+            embedded = self.embedder.embed_chunks(texts, [sentence_spans(t) for t in texts])
+        else:
+            embedded = [ChunkEmbedding(v) for v in self.embedder.embed_documents(texts)]
+        if self.on_batch is not None:
+            self.on_batch(len(texts), time.perf_counter() - started)
+        return embedded
 
     def _prepare(
         self,

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -34,9 +34,11 @@ import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency, Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.params import JSONBody, MultipartBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+from prometheus_client.core import Metric
 
 from indexes import Catalog, ChunkRow, DocumentNotFound, DocumentRow, SearchFilter
 from indexes.fusion import Mode
@@ -67,8 +69,22 @@ from ragsvc.errors import (
     status_of,
 )
 from ragsvc.interactions import Interaction, InteractionLog
-from ragsvc.job_queue import TERMINAL_STATES, Job, JobNotFound, JobQueue, NewJob
+from ragsvc.job_queue import JOB_STATES, TERMINAL_STATES, Job, JobNotFound, JobQueue, NewJob
 from ragsvc.keys import KeyStore, Principal
+from ragsvc.logs import REQUEST_ID
+from ragsvc.metrics import (
+    BREAKER_STATES,
+    CONTENT_TYPE,
+    WORKER_METRICS,
+    EmbeddingStats,
+    Metrics,
+    counter,
+    embedding_metrics,
+    gauge,
+    labelled_counter,
+    labelled_gauge,
+)
+from ragsvc.middleware import RequestObserver
 from ragsvc.query_encoder import QueryEncoder
 from ragsvc.retrieval import Retrieved, context_depth, context_hits, retrieve
 from ragsvc.retrieval import passages as to_passages
@@ -95,6 +111,7 @@ from ragsvc.schemas import (
 )
 from ragsvc.settings import Settings
 from ragsvc.supervisor import Worker, WorkerProcess, WorkerThread
+from ragsvc.tracing import Tracer, otlp_provider
 
 SNIPPET_CHARS = 300
 MAX_METADATA_CHARS = 65_536
@@ -130,8 +147,10 @@ class Services:
         query_embedder: Embedder,
         backends: dict[str, LLMBackend] | None,
         worker_embedder: Embedder | None,
+        tracer: Tracer,
     ) -> None:
         self.settings = settings
+        self.tracer = tracer
         self.encoder = QueryEncoder(
             query_embedder,
             cache_size=settings.query_cache_size,
@@ -141,6 +160,9 @@ class Services:
         self.templates = load_templates(settings.templates_path)
         self.backends = backends or build_backends(settings, self.encoder, self.templates)
         self.default_backend = settings.answer_backend
+        for backend in self.backends.values():
+            if hasattr(backend, "stage"):
+                backend.stage = tracer.stage  # LLM calls become child spans
         self.cache = ResponseCache(settings.answer_cache_size)
         self.catalog = Catalog.open(
             settings.data_path,
@@ -198,6 +220,47 @@ class Services:
                 f"backend {name!r} is not configured here; choose one of {sorted(self.backends)}"
             )
         return self.backends[name]
+
+    def read_metrics(self) -> Iterator[Metric]:
+        """What the service is, read when `/metrics` is scraped."""
+        jobs = self.jobs.counts()
+        yield labelled_gauge(
+            "ragsvc_jobs",
+            "Ingestion jobs by state",
+            "state",
+            {state: float(jobs.get(state, 0)) for state in JOB_STATES},
+        )
+        yield gauge("ragsvc_job_queue_depth", "Jobs waiting to be taken", jobs.get("queued", 0))
+        yield from embedding_metrics(EmbeddingStats.read(self.settings.data_path / WORKER_METRICS))
+        index = self.catalog.reader.state
+        yield gauge("ragsvc_index_vectors", "Vectors in the served index", len(index.dense))
+        yield gauge(
+            "ragsvc_index_lexical_entries", "Chunks in the lexical index", len(index.lexical)
+        )
+        calls = {n: float(getattr(b, "calls", 0)) for n, b in self.backends.items()}
+        errors = {n: float(getattr(b, "errors", 0)) for n, b in self.backends.items()}
+        yield labelled_counter("ragsvc_llm_calls", "Calls to LLM servers", "backend", calls)
+        yield labelled_counter("ragsvc_llm_errors", "Failed LLM calls", "backend", errors)
+        breakers = {
+            name: float(BREAKER_STATES[backend.breaker.state])
+            for name, backend in self.backends.items()
+            if hasattr(backend, "breaker")
+        }
+        yield labelled_gauge(
+            "ragsvc_llm_breaker_state",
+            "Circuit breaker per LLM backend: 0 closed, 1 half-open, 2 open",
+            "backend",
+            breakers,
+        )
+        encoder = self.encoder
+        yield counter(
+            "ragsvc_query_embedding_cache_hits", "Query vectors from the cache", encoder.cache_hits
+        )
+        yield counter(
+            "ragsvc_query_embedding_cache_misses", "Query vectors computed", encoder.cache_misses
+        )
+        yield counter("ragsvc_answer_cache_hits", "Answers from the cache", self.cache.hits)
+        yield counter("ragsvc_answer_cache_misses", "Answers not in the cache", self.cache.misses)
 
     def close(self) -> None:
         self._stopping.set()
@@ -339,7 +402,7 @@ async def _upload(
     size = sum(len(job.payload) for job in new_jobs)
     if principal.key_id is not None:
         await _check_quota(services, principal.key_id, principal.upload_quota, size)
-    jobs = await _in_thread(services.jobs.create, new_jobs)
+    jobs = await _in_thread(services.jobs.create, new_jobs, REQUEST_ID.get())
     if principal.key_id is not None:
         await _in_thread(services.keys.add_upload, principal.key_id, size)
     services.notify_worker()
@@ -537,6 +600,7 @@ def _retrieve(
         mode=mode,
         filters=search_filter,
         need_vector=need_vector,
+        stage=services.tracer.stage,
     )
     embed_s, search_s = retrieved.embed_seconds, retrieved.search_seconds
     timings = Timings(
@@ -576,7 +640,7 @@ async def query(
     data: JSONBody[QueryRequest],
 ) -> QueryResponse:
     services = _services(state)
-    request_id = uuid.uuid4().hex
+    request_id = REQUEST_ID.get() or uuid.uuid4().hex
     record = Interaction(request_id=request_id, question=data.question, collection=data.collection)
     try:
         return await _query(services, principal, request, data, record)
@@ -645,9 +709,12 @@ async def _query(
     cached = services.cache.get(key) if key is not None else None
     answer = cached
     if answer is None:
-        answer = await _in_thread(
-            backend.answer, data.question, passages, response_schema=data.response_schema
-        )
+
+        def answer_it() -> Answer:
+            with services.tracer.span("answer", backend=backend.name):
+                return backend.answer(data.question, passages, response_schema=data.response_schema)
+
+        answer = await _in_thread(answer_it)
     if key is not None and cached is None and answer.fallback_reason is None:
         services.cache.put(key, answer)
     response = _query_response(
@@ -801,6 +868,18 @@ async def list_templates(state: State) -> TemplateList:
 # -- health --------------------------------------------------------------------------------
 
 
+@get(
+    "/metrics",
+    summary="Prometheus metrics: requests, jobs, embedding, index, LLM calls, caches",
+    opt={"scope": "admin"},
+    media_type=CONTENT_TYPE,
+)
+async def metrics(state: State) -> Response[bytes]:
+    observed: Metrics = state.metrics
+    body = await _in_thread(observed.render)
+    return Response(body, media_type=CONTENT_TYPE)
+
+
 @get("/health", summary="The process is up", opt={"public": True})
 async def health() -> Health:
     return Health("ok")
@@ -837,19 +916,25 @@ def create_app(
     *,
     embedder: Embedder | None = None,
     backends: dict[str, LLMBackend] | None = None,
+    tracer_provider: Any = None,
 ) -> Litestar:
     """The application; parts not given are built from `settings` when it starts.
 
     `embedder` embeds queries (and, with `ingest_worker = "thread"`, documents too); by
     default queries go through `ingest.load_query_embedder` (ONNX Runtime where it can) and
-    documents through the worker process's own embedder.
+    documents through the worker process's own embedder. `tracer_provider` (an OpenTelemetry
+    `TracerProvider`) takes the spans; without one, the `tracing` setting decides.
     """
+    observed = Metrics()
+    if tracer_provider is None and settings.tracing:
+        tracer_provider = otlp_provider()
+    tracer = Tracer(tracer_provider)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         def open_services() -> Services:
             query_embedder = embedder or load_query_embedder(settings.embedder_config)
-            return Services(settings, query_embedder, backends, embedder)
+            return Services(settings, query_embedder, backends, embedder, tracer)
 
         services = await anyio.to_thread.run_sync(open_services)
         try:
@@ -858,6 +943,7 @@ def create_app(
             await anyio.to_thread.run_sync(services.close)
             raise
         app.state.services = services
+        observed.watch(services.read_metrics)
         try:
             yield
         finally:
@@ -880,7 +966,10 @@ def create_app(
             list_templates,
             health,
             ready,
+            metrics,
         ],
+        middleware=[DefineMiddleware(RequestObserver, metrics=observed, tracer=tracer)],
+        state=State({"metrics": observed}),
         lifespan=[lifespan],
         guards=[authorize],
         dependencies={"principal": Provide(current_principal, sync_to_thread=False)},

@@ -41,6 +41,7 @@ from ingest.sources import Source, count_lines
 from ragsvc.answering.prompts import TemplateError
 from ragsvc.audit import AuditEntry, AuditLog
 from ragsvc.keys import SCOPES, KeyStore
+from ragsvc.logs import configure_logging
 from ragsvc.retrieval import retrieve
 from ragsvc.settings import Settings, SettingsError, load_settings
 
@@ -473,11 +474,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     embedder = make_query_embedder(settings)
     app = create_app(settings, embedder=embedder)
     print(f"serving on http://{settings.host}:{settings.port} (data in {settings.data_path})")
+    configure_logging(settings.log_level, settings.log_format, process="server")
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's loggers go through the service's handler
+        access_log=False,  # the request middleware logs every request, with its id
         timeout_graceful_shutdown=10,
     )
     return EXIT_OK

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -32,8 +32,9 @@ from indexes.store import utc_now
 
 JobState = Literal["queued", "extracting", "embedding", "ready", "failed"]
 TERMINAL_STATES: tuple[JobState, ...] = ("ready", "failed")
+JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 QUEUE_NAME = "jobs.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id            TEXT PRIMARY KEY,
@@ -54,7 +55,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at    TEXT NOT NULL,
     started_at    TEXT,
     finished_at   TEXT,
-    warning       TEXT
+    warning       TEXT,
+    request_id    TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, upload_id);
 """
@@ -94,12 +96,14 @@ class Job(msgspec.Struct, frozen=True):
     finished_at: str | None
     warning: str | None = None
     """For a stored document, the limit that cut it short (`capped: ...`), if one did."""
+    request_id: str | None = None
+    """The id of the upload request (`X-Request-ID`); the worker logs the job under it."""
 
 
 JOB_COLUMNS = (
     "id, upload_id, collection, file_name, metadata, byte_size, state, pages, chunks_total, "
     "chunks_done, document_id, outcome, error, attempts, created_at, started_at, finished_at, "
-    "warning"
+    "warning, request_id"
 )
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
 COUNT_BY_STATE = "SELECT state, COUNT(*) FROM jobs GROUP BY state"
@@ -136,6 +140,8 @@ class JobQueue:
         columns = {row[1] for row in self._writer.execute("PRAGMA table_info(jobs)")}
         if "warning" not in columns:  # a queue from schema version 1
             self._writer.execute("ALTER TABLE jobs ADD COLUMN warning TEXT")
+        if "request_id" not in columns:  # from version 2
+            self._writer.execute("ALTER TABLE jobs ADD COLUMN request_id TEXT")
         self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         _import_legacy_jobs(data_dir, self._writer)
 
@@ -174,7 +180,7 @@ class JobQueue:
 
     # -- the service's side ------------------------------------------------------------------
 
-    def create(self, jobs: list[NewJob]) -> list[Job]:
+    def create(self, jobs: list[NewJob], request_id: str | None = None) -> list[Job]:
         """Create all jobs of one upload request in one transaction: all are acknowledged or
         none are."""
         now = utc_now()
@@ -183,7 +189,8 @@ class JobQueue:
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO jobs(id, upload_id, collection, file_name, metadata, payload, "
-                "byte_size, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                "byte_size, state, created_at, request_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                 [
                     (
                         job_id,
@@ -194,6 +201,7 @@ class JobQueue:
                         job.payload,
                         len(job.payload),
                         now,
+                        request_id,
                     )
                     for job_id, job in zip(ids, jobs, strict=True)
                 ],

@@ -105,6 +105,13 @@ class JobRunner:
             while not self._stopping.is_set():
                 for job in batch:
                     started[job.id] = job
+                    logger.info(
+                        "job %s started: %s (attempt %d)",
+                        job.id,
+                        job.file_name,
+                        job.attempts,
+                        extra={"request_id": job.request_id, "job_id": job.id},
+                    )
                     yield JobSource(job, self.jobs)
                 if alone:
                     return
@@ -132,7 +139,18 @@ class JobRunner:
                 error=outcome.reason if outcome.status == "failed" else None,
                 warning=outcome.reason if outcome.status != "failed" else None,
             )
-            started.pop(outcome.key, None)
+            job = started.pop(outcome.key, None)
+            logger.info(
+                "job %s %s: %s",
+                outcome.key,
+                "failed" if outcome.status == "failed" else "ready",
+                outcome.reason or outcome.status,
+                extra={
+                    "request_id": job.request_id if job else None,
+                    "job_id": outcome.key,
+                    "document_id": outcome.document_id,
+                },
+            )
 
         try:
             self.pipeline.run(sources(), on_document=on_document, on_stage=on_stage)

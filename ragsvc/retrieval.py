@@ -12,6 +12,7 @@ import numpy as np
 
 from indexes import Catalog, SearchHit
 from indexes.fusion import Mode, SearchFilter
+from indexes.reader import Stage, no_stage
 from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ragsvc.answering.base import Passage
@@ -36,12 +37,16 @@ def retrieve(
     mode: Mode | None = None,
     filters: SearchFilter | None = None,
     need_vector: bool = False,
+    stage: Stage = no_stage,
 ) -> Retrieved:
     """Top-k hits for `text`. Lexical retrieval embeds nothing unless `need_vector` (an
     answer needs the vector, and then hits also carry their similarity)."""
     mode = mode or settings.retrieval_mode
     started = time.perf_counter()
-    vector = embedder.embed_query(text) if mode != "lexical" or need_vector else None
+    vector = None
+    if mode != "lexical" or need_vector:
+        with stage("embed"):
+            vector = embedder.embed_query(text)
     embedded = time.perf_counter()
     hits = catalog.retrieve(
         k=k,
@@ -53,6 +58,7 @@ def retrieve(
         rrf_k=settings.fusion_rrf_k,
         dense_weight=settings.fusion_dense_weight,
         candidates=settings.fusion_candidates,
+        stage=stage,
     )
     return Retrieved(hits, vector, embedded - started, time.perf_counter() - embedded)
 

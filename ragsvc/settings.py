@@ -60,6 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     job_max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
     default_collection: Annotated[str, Meta(min_length=1, max_length=200)] = "default"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    log_format: Literal["json", "text"] = "json"
+    tracing: bool = False
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     max_file_bytes: Annotated[int, Meta(ge=1)] = 50_000_000
@@ -256,6 +258,14 @@ SETTINGS_HELP: dict[str, str] = {
     ),
     "default_collection": "Collection used when a command or request names none.",
     "log_level": "Logging level: `debug`, `info`, `warning` or `error`.",
+    "log_format": (
+        "How `ragsvc serve` and its worker log: `json` (one object per line, with `request_id`) "
+        "or `text`. Other commands log text."
+    ),
+    "tracing": (
+        "Send OpenTelemetry traces (a span per request, children per stage) over OTLP, "
+        "configured by the standard `OTEL_*` variables (`pip install 'ragsvc[otel]'`)."
+    ),
     "host": "Address `ragsvc serve` binds to; loopback by default. Use `0.0.0.0` to expose it.",
     "port": "Port `ragsvc serve` listens on.",
     "max_file_bytes": "Largest uploaded file, in bytes (larger ones get 413).",

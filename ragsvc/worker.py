@@ -29,6 +29,8 @@ from ingest import Chunker, Embedder, IngestPipeline, load_embedder
 from ingest.sandbox import make_extractor
 from ragsvc.job_queue import JobQueue
 from ragsvc.job_runner import JobRunner
+from ragsvc.logs import configure_logging
+from ragsvc.metrics import WORKER_METRICS, EmbeddingStats
 from ragsvc.settings import Settings
 
 SETTINGS_VARIABLE = "RAGSVC_WORKER_SETTINGS"
@@ -101,6 +103,7 @@ def build_runner(settings: Settings, embedder: Embedder | None = None) -> tuple[
         pool_chunks=settings.worker_pool_chunks,
         lookahead=LOOKAHEAD,
         extractor=make_extractor(settings.extraction_limits, sandbox=settings.extract_sandbox),
+        on_batch=EmbeddingStats(settings.data_path / WORKER_METRICS).record,
     )
     queue = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)
     return JobRunner(queue, pipeline), catalog
@@ -125,11 +128,7 @@ def _die_with_parent(parent: int) -> None:
 
 def main() -> int:
     settings = msgspec.json.decode(os.environ[SETTINGS_VARIABLE], type=Settings)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(levelname)s %(name)s[worker %(process)d]: %(message)s",
-    )
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    configure_logging(settings.log_level, settings.log_format, process="worker")
     if os.environ.get(PARENT_VARIABLE):
         _die_with_parent(int(os.environ[PARENT_VARIABLE]))
     if settings.worker_nice:

@@ -17,12 +17,17 @@ class ResponseCache:
         self.size = size
         self._entries: OrderedDict[str, Answer] = OrderedDict()
         self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: str) -> Answer | None:
         with self._lock:
             answer = self._entries.get(key)
             if answer is not None:
                 self._entries.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
             return answer
 
     def put(self, key: str, answer: Answer) -> None:

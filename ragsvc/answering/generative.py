@@ -30,6 +30,7 @@ from typing import Any
 
 import jsonschema
 
+from indexes.reader import Stage, no_stage
 from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ragsvc.answering.base import NOT_FOUND, Answer, Passage
@@ -91,6 +92,20 @@ class GenerativeBackend:
         self.min_confidence = min_confidence
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
+        self.calls = 0
+        """Requests sent to the LLM server (each retry is one), and those that failed."""
+        self.errors = 0
+        self.stage: Stage = no_stage
+        """Wraps each call to the LLM server (the service's traces)."""
+
+    def _complete(self, request: ChatRequest) -> Completion:
+        self.calls += 1
+        with self.stage("llm"):
+            try:
+                return self.client.complete(request)
+            except BackendError:
+                self.errors += 1
+                raise
 
     # -- prompt ------------------------------------------------------------------------------
 
@@ -146,7 +161,7 @@ class GenerativeBackend:
         request, used = self.prompt(question, passages, response_schema)
         try:
             completion = self.breaker.call(
-                lambda: with_retries(lambda: self.client.complete(request), self.retry)
+                lambda: with_retries(lambda: self._complete(request), self.retry)
             )
         except BackendError as error:
             if response_schema is not None:
@@ -166,6 +181,7 @@ class GenerativeBackend:
         for attempt in range(self.retry.attempts):
             try:
                 self.breaker.before()
+                self.calls += 1
                 upstream = self.client.stream(request)
                 try:
                     for piece in upstream:
@@ -178,6 +194,7 @@ class GenerativeBackend:
                 self.breaker.record_success()
                 break
             except (BackendUnavailable, BadResponse) as error:
+                self.errors += 1
                 self.breaker.record_failure()
                 if pieces:
                     raise  # tokens already went out: report, don't answer twice
