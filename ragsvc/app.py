@@ -85,6 +85,7 @@ from ragsvc.metrics import (
     labelled_gauge,
 )
 from ragsvc.middleware import RequestObserver
+from ragsvc.openai_api import chat_completions, list_models
 from ragsvc.query_encoder import QueryEncoder
 from ragsvc.retrieval import Retrieved, context_depth, context_hits, retrieve
 from ragsvc.retrieval import passages as to_passages
@@ -642,24 +643,31 @@ async def query(
     services = _services(state)
     request_id = REQUEST_ID.get() or uuid.uuid4().hex
     record = Interaction(request_id=request_id, question=data.question, collection=data.collection)
+    streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
     try:
-        return await _query(services, principal, request, data, record)
+        result = await answer_question(services, principal, data, record, streaming=streaming)
     except Exception as error:
         await services.log.record(
             msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
         )
         raise
+    if isinstance(result, QueryResponse):
+        return result
+    # A streamed answer is another response class; the schema documents the JSON one.
+    return EventStream(result)  # type: ignore[return-value]
 
 
-async def _query(
+async def answer_question(
     services: Services,
     principal: Principal,
-    request: Request[Any, Any, Any],
     data: QueryRequest,
     record: Interaction,
-) -> QueryResponse:
+    *,
+    streaming: bool,
+) -> QueryResponse | AsyncIterator[ServerSentEventMessage]:
+    """`/query`'s path, shared with the OpenAI-compatible route: the answer, or with
+    `streaming` its events (`sources`, `token`..., `done` or `error`)."""
     backend = services.backend(data.backend)
-    streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
     if streaming and data.response_schema is not None:
         raise BadRequest("stream and response_schema cannot be combined")
     if data.response_schema is not None:
@@ -702,9 +710,7 @@ async def _query(
         streamed=streaming,
     )
     if streaming:
-        events = _answer_events(services, backend, data.question, passages, retrieval, key, record)
-        # A streamed answer is another response class; the schema documents the JSON one.
-        return EventStream(events)  # type: ignore[return-value]
+        return _answer_events(services, backend, data.question, passages, retrieval, key, record)
     started = time.perf_counter()
     cached = services.cache.get(key) if key is not None else None
     answer = cached
@@ -967,6 +973,8 @@ def create_app(
             health,
             ready,
             metrics,
+            list_models,
+            chat_completions,
         ],
         middleware=[DefineMiddleware(RequestObserver, metrics=observed, tracer=tracer)],
         state=State({"metrics": observed}),

@@ -1,0 +1,207 @@
+"""An OpenAI-compatible front door: `POST /v1/chat/completions` and `GET /v1/models`.
+
+Chat front-ends (Open WebUI, LibreChat) and the OpenAI SDKs can use ragsvc as a model. The
+last user message is the question, answered through `/query`'s own path (retrieval, the
+configured backend, citations, confidence, the interaction log); earlier messages are not
+used. Models are `ragsvc` (every collection the key may read) and `ragsvc/COLLECTION` (one).
+Keys work as `Authorization: Bearer KEY`, which is how the SDKs send them.
+
+Besides OpenAI's fields, a completion carries `sources` (as in `/query`: document, pages,
+location, snippet, score, `cited`) and `ragsvc` (`answerable`, `confidence`, `backend`,
+`request_id`). Streamed, the answer comes as `chat.completion.chunk` events, the last of
+which (with `finish_reason`) carries `sources` and `ragsvc`, then `data: [DONE]`.
+Errors have OpenAI's shape, `{"error": {"message", "type", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.response import ServerSentEventMessage
+from msgspec import Meta
+
+from indexes import NotFound
+from ragsvc.errors import BadRequest, status_of
+from ragsvc.interactions import Interaction
+from ragsvc.keys import Principal
+from ragsvc.logs import REQUEST_ID
+from ragsvc.schemas import QueryRequest, QueryResponse
+
+MODEL = "ragsvc"
+MAX_MESSAGES = 1000
+Caller = NamedDependency[Principal]
+logger = logging.getLogger(__name__)
+
+
+class ContentPart(msgspec.Struct, frozen=True):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    role: str
+    content: Annotated[str, Meta(max_length=20_000)] | list[ContentPart] | None = None
+
+
+class ChatCompletionRequest(msgspec.Struct, frozen=True):
+    """OpenAI's request; fields ragsvc does not use (temperature, tools...) are accepted and
+    ignored, since clients send them by default."""
+
+    model: Annotated[str, Meta(min_length=1, max_length=300)]
+    messages: Annotated[list[ChatMessage], Meta(min_length=1, max_length=MAX_MESSAGES)]
+    stream: bool = False
+    user: str | None = None
+
+
+def _text(message: ChatMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    return " ".join(p.text or "" for p in message.content or [] if p.type == "text")
+
+
+def _question(body: ChatCompletionRequest) -> str:
+    for message in reversed(body.messages):
+        if message.role == "user":
+            text = _text(message).strip()
+            if not text:
+                raise BadRequest("the last user message is empty")
+            return text
+    raise BadRequest("no user message: the last user message is the question")
+
+
+def _collection(model: str, principal: Principal, known: set[str]) -> str | None:
+    if model == MODEL:
+        return None
+    prefix = f"{MODEL}/"
+    name = model.removeprefix(prefix)
+    if not model.startswith(prefix) or name not in known or not principal.sees(name):
+        raise NotFound(f"model {model!r} does not exist; GET /v1/models lists them")
+    return name
+
+
+def _extras(response: QueryResponse) -> dict[str, Any]:
+    return {
+        "sources": msgspec.to_builtins(response.sources),
+        "ragsvc": {
+            "answerable": response.answerable,
+            "confidence": response.confidence,
+            "backend": response.backend,
+            "model": response.model,
+            "request_id": response.request_id,
+        },
+    }
+
+
+@get(
+    "/v1/models",
+    summary="OpenAI-compatible: the models (ragsvc, and one per collection)",
+    exception_handlers={Exception: lambda r, e: openai_error(r, e)},
+)
+async def list_models(state: State, principal: Caller) -> dict[str, Any]:
+    services = state.services
+    names = None if principal.collections is None else sorted(principal.collections)
+    collections = [row[0] for row in await services.reads.collections(names)]
+    created = int(time.time())
+    ids = [MODEL, *(f"{MODEL}/{name}" for name in collections)]
+    return {
+        "object": "list",
+        "data": [{"id": i, "object": "model", "created": created, "owned_by": MODEL} for i in ids],
+    }
+
+
+@post(
+    "/v1/chat/completions",
+    status_code=200,
+    summary="OpenAI-compatible: answer the last user message from the documents, with sources",
+    exception_handlers={Exception: lambda r, e: openai_error(r, e)},
+)
+async def chat_completions(
+    state: State,
+    principal: Caller,
+    data: JSONBody[ChatCompletionRequest],
+) -> Any:
+    from ragsvc.app import EventStream, answer_question
+
+    services = state.services
+    question = _question(data)
+    known = {row[0] for row in await services.reads.collections(None)}
+    collection = _collection(data.model, principal, known)
+    request_id = REQUEST_ID.get() or uuid.uuid4().hex
+    record = Interaction(request_id=request_id, question=question, collection=collection)
+    query = QueryRequest(question=question, collection=collection, stream=data.stream)
+    completion_id = f"chatcmpl-{request_id}"
+    created = int(time.time())
+    try:
+        result = await answer_question(services, principal, query, record, streaming=data.stream)
+    except Exception as error:
+        await services.log.record(
+            msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
+        )
+        raise
+    if isinstance(result, QueryResponse):
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": data.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.answer},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            **_extras(result),
+        }
+    return EventStream(_chunks(result, completion_id, created, data.model))
+
+
+async def _chunks(
+    events: AsyncIterator[ServerSentEventMessage], completion_id: str, created: int, model: str
+) -> AsyncIterator[ServerSentEventMessage]:
+    """`/query`'s events as OpenAI's `chat.completion.chunk`s, then `[DONE]`."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return msgspec.json.encode(body).decode()
+
+    yield ServerSentEventMessage(data=chunk({"role": "assistant", "content": ""}))
+    async for event in events:
+        payload = msgspec.json.decode(str(event.data))
+        if event.event == "token":
+            yield ServerSentEventMessage(data=chunk({"content": payload["text"]}))
+        elif event.event == "done":
+            done = msgspec.convert(payload, QueryResponse)
+            yield ServerSentEventMessage(data=chunk({}, "stop", **_extras(done)))
+        elif event.event == "error":
+            error = {"message": payload["detail"], "type": "upstream_error", "code": 502}
+            yield ServerSentEventMessage(data=msgspec.json.encode({"error": error}).decode())
+    yield ServerSentEventMessage(data="[DONE]")
+
+
+def openai_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """Errors on `/v1/` routes in OpenAI's shape, with the same status as elsewhere."""
+    status, detail = status_of(error)
+    if status == 500:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return Response(
+        {"error": {"message": detail, "type": kind, "code": status}}, status_code=status
+    )
