@@ -69,7 +69,16 @@ from ragsvc.errors import (
     status_of,
 )
 from ragsvc.interactions import Interaction, InteractionLog
-from ragsvc.job_queue import JOB_STATES, TERMINAL_STATES, Job, JobNotFound, JobQueue, NewJob
+from ragsvc.job_queue import (
+    JOB_STATES,
+    TERMINAL_STATES,
+    Job,
+    JobNotCancellable,
+    JobNotFound,
+    JobQueue,
+    JobState,
+    NewJob,
+)
 from ragsvc.keys import KeyStore, Principal
 from ragsvc.logs import REQUEST_ID
 from ragsvc.metrics import (
@@ -445,6 +454,48 @@ async def get_job(state: State, principal: Caller, job_id: JobId) -> Job:
     return job
 
 
+@get("/jobs", summary="Ingestion jobs, newest first, paginated, optionally in one state")
+async def list_jobs(
+    state: State,
+    principal: Caller,
+    job_state: Annotated[
+        JobState | None, QueryParameter(name="state", description="Only jobs in this state")
+    ] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    offset: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
+) -> JobList:
+    collections = None if principal.collections is None else sorted(principal.collections)
+    rows = await _services(state).reads.job_page(job_state, collections, limit + 1, offset)
+    next_offset = offset + limit if len(rows) > limit else None
+    return JobList(rows[:limit], limit, offset, next_offset)
+
+
+@delete(
+    "/jobs/{job_id:str}",
+    status_code=200,
+    summary="Cancel a queued job (409 once it has started)",
+    opt={"scope": "write", "action": "job.cancel"},
+)
+async def cancel_job(
+    state: State, principal: Caller, request: Request[Any, Any, Any], job_id: JobId
+) -> Job:
+    services = _services(state)
+    audit = _Audit(services, principal, request, "job.cancel", f"job {job_id}")
+    try:
+        job = await services.reads.job(job_id)
+        if not principal.sees(job.collection):
+            raise JobNotFound(job_id)
+        try:
+            cancelled = await _in_thread(services.jobs.cancel, job_id)
+        except JobNotCancellable as error:
+            raise Conflict(str(error)) from None
+    except Exception as error:
+        await audit.refused(error)
+        raise
+    await audit.done("ok", f"job {job_id} ({job.file_name})")
+    return cancelled
+
+
 @get("/documents", summary="Documents, paginated, optionally in one collection")
 async def list_documents(
     state: State,
@@ -480,12 +531,20 @@ async def _visible_document(
 
 @get("/documents/{document_id:int}/chunks", summary="A document's chunks with pages and offsets")
 async def get_document_chunks(
-    state: State, principal: Caller, document_id: DocumentId
+    state: State,
+    principal: Caller,
+    document_id: DocumentId,
+    limit: Annotated[int | None, QueryParameter(ge=1, le=10_000)] = None,
+    offset: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
 ) -> ChunkList:
     services = _services(state)
     await _visible_document(services, principal, document_id)
-    chunks: list[ChunkRow] = await services.reads.document_chunks(document_id)
-    return ChunkList(document_id, chunks)
+    wanted = -1 if limit is None else limit + 1
+    chunks: list[ChunkRow] = await services.reads.document_chunks(document_id, wanted, offset)
+    if limit is None:
+        return ChunkList(document_id, chunks, None, offset, None)
+    next_offset = offset + limit if len(chunks) > limit else None
+    return ChunkList(document_id, chunks[:limit], limit, offset, next_offset)
 
 
 @delete(
@@ -959,7 +1018,9 @@ def create_app(
     return Litestar(
         route_handlers=[
             upload_documents,
+            list_jobs,
             get_job,
+            cancel_job,
             list_documents,
             get_document,
             get_document_chunks,

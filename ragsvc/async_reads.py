@@ -21,7 +21,15 @@ from indexes.store import (
     document_row,
     documents_query,
 )
-from ragsvc.job_queue import COUNT_BY_STATE, QUEUE_NAME, SELECT_JOB, Job, JobNotFound, job_from_row
+from ragsvc.job_queue import (
+    COUNT_BY_STATE,
+    QUEUE_NAME,
+    SELECT_JOB,
+    Job,
+    JobNotFound,
+    job_from_row,
+    jobs_query,
+)
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -68,6 +76,12 @@ class AsyncReads:
     async def jobs(self, job_ids: list[str]) -> list[Job]:
         return [await self.job(job_id) for job_id in job_ids]
 
+    async def job_page(
+        self, state: str | None, collections: list[str] | None, limit: int, offset: int
+    ) -> list[Job]:
+        rows = await self._all(self._jobs, *jobs_query(state, collections, limit, offset))
+        return [job_from_row(r) for r in rows]
+
     async def job_counts(self) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in await self._all(self._jobs, COUNT_BY_STATE, ())}
 
@@ -96,9 +110,13 @@ class AsyncReads:
         rows = await self._all(self._store, *query)
         return [document_row(r) for r in rows]
 
-    async def document_chunks(self, document_id: int) -> list[ChunkRow]:
+    async def document_chunks(
+        self, document_id: int, limit: int = -1, offset: int = 0
+    ) -> list[ChunkRow]:
+        """A document's chunks in order; a page of them with `limit` (-1: all)."""
         await self.document(document_id)  # 404 for an unknown document
-        rows = await self._all(self._store, SELECT_DOCUMENT_CHUNKS, (document_id,))
+        sql = f"{SELECT_DOCUMENT_CHUNKS} LIMIT ? OFFSET ?"
+        rows = await self._all(self._store, sql, (document_id, limit, offset))
         return [ChunkRow(*row) for row in rows]
 
     async def collections(self, names: list[str] | None) -> list[tuple[str, int, int]]:

@@ -30,8 +30,8 @@ import msgspec
 from indexes import NotFound
 from indexes.store import utc_now
 
-JobState = Literal["queued", "extracting", "embedding", "ready", "failed"]
-TERMINAL_STATES: tuple[JobState, ...] = ("ready", "failed")
+JobState = Literal["queued", "extracting", "embedding", "ready", "failed", "cancelled"]
+TERMINAL_STATES: tuple[JobState, ...] = ("ready", "failed", "cancelled")
 JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 QUEUE_NAME = "jobs.sqlite3"
 SCHEMA_VERSION = 3
@@ -66,6 +66,10 @@ class JobNotFound(NotFound):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id!r} does not exist")
         self.job_id = job_id
+
+
+class JobNotCancellable(Exception):
+    """The job has started (or ended): it can no longer be cancelled."""
 
 
 class NewJob(msgspec.Struct, frozen=True):
@@ -106,6 +110,24 @@ JOB_COLUMNS = (
     "warning, request_id"
 )
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+
+
+def jobs_query(
+    state: str | None, collections: list[str] | None, limit: int, offset: int
+) -> tuple[str, list[Any]]:
+    """A page of jobs, newest first, optionally in one state and among some collections."""
+    where, params = [], []
+    if state is not None:
+        where.append("state = ?")
+        params.append(state)
+    if collections is not None:
+        where.append(f"collection IN ({','.join('?' * len(collections))})")
+        params.extend(collections)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    sql = f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY rowid DESC LIMIT ? OFFSET ?"
+    return sql, [*params, limit, offset]
+
+
 COUNT_BY_STATE = "SELECT state, COUNT(*) FROM jobs GROUP BY state"
 # Round-robin across uploads: a job's turn is its place among *all* its upload's jobs, taken
 # or not, so an upload that has had n jobs taken waits behind every upload that has had fewer
@@ -213,6 +235,23 @@ class JobQueue:
         if row is None:
             raise JobNotFound(job_id)
         return job_from_row(row)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job (its bytes go); raises `JobNotCancellable` once it started."""
+        with self._write() as conn:
+            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if row[0] != "queued":
+                raise JobNotCancellable(
+                    f"job {job_id!r} is {row[0]}; only a queued job can be cancelled"
+                )
+            conn.execute(
+                "UPDATE jobs SET state = 'cancelled', payload = NULL, finished_at = ?, "
+                "error = 'cancelled before it started' WHERE id = ?",
+                (utc_now(), job_id),
+            )
+        return self.get(job_id)
 
     def counts(self) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in self._reader().execute(COUNT_BY_STATE)}

@@ -131,6 +131,9 @@ class TemplateList(msgspec.Struct, frozen=True):
 
 class JobList(msgspec.Struct, frozen=True):
     jobs: list[Job]
+    limit: int | None = None
+    offset: int = 0
+    next_offset: int | None = None
 
 
 class NewCollection(RequestBody):
@@ -157,6 +160,10 @@ class DocumentList(msgspec.Struct, frozen=True):
 class ChunkList(msgspec.Struct, frozen=True):
     document_id: int
     chunks: list[ChunkRow]
+    limit: int | None = None
+    offset: int = 0
+    next_offset: int | None = None
+    """The offset of the next page, when there is one."""
 
 
 class Health(msgspec.Struct, frozen=True):

@@ -125,5 +125,5 @@ def test_a_table_group_fits_one_chunk_so_every_chunk_has_the_header(chunker: Chu
 
 def test_a_broken_office_file_fails_its_job_with_a_reason() -> None:
     broken = office_files.docx_bytes()[:2000]
-    with pytest.raises(Exception, match="DOCX|ZIP|zip"):
+    with pytest.raises(Exception, match=r"DOCX|ZIP|zip"):
         extract(broken, "broken.docx")
