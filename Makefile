@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: run test lint install install-dev clean
+.PHONY: run test lint install install-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,18 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/ragsvc serve
 
-test: install-dev lint
+test: install-dev lint browser
 	$(BIN)/python -m pytest
+
+# The browser test drives Debian's headless Chromium; install it where we may (root with
+# apt-get), otherwise the test is skipped and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium and chromium-driver for the browser test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver >/dev/null) || echo "could not install chromium: the browser test will be skipped"; \
+	else echo "no chromium/chromedriver and not root: the browser test will be skipped"; fi
 
 lint: install-dev
 	$(BIN)/ruff check ragsvc ingest indexes tests benchmarks

@@ -122,6 +122,7 @@ from ragsvc.schemas import (
 from ragsvc.settings import Settings
 from ragsvc.supervisor import Worker, WorkerProcess, WorkerThread
 from ragsvc.tracing import Tracer, otlp_provider
+from ragsvc.web import asset, page
 
 SNIPPET_CHARS = 300
 MAX_METADATA_CHARS = 65_536
@@ -1036,6 +1037,8 @@ def create_app(
             metrics,
             list_models,
             chat_completions,
+            page,
+            asset,
         ],
         middleware=[DefineMiddleware(RequestObserver, metrics=observed, tracer=tracer)],
         state=State({"metrics": observed}),

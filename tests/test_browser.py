@@ -1,0 +1,91 @@
+"""The web page in a real browser (Debian's headless Chromium, driven through chromedriver):
+upload a PDF through the page, wait for its job, ask, see tokens arrive and a cited page, and
+save a screenshot (`RAGSVC_SCREENSHOT=path` keeps it; the README's is made this way)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Server, dataset
+from tests.test_e2e import NAACL, QUESTION, WHOLE_SENTENCE
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="no chromium/chromedriver here: `make test` installs Debian's chromium and "
+        "chromium-driver when it runs as root with apt-get; install them to run this test",
+    ),
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1400"):  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pdf = dataset(*NAACL)
+    server = Server(tmp_path / "data", tmp_path / "server.log").start()
+    try:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 240)
+        assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Question"
+        browser.find_element(By.ID, "files").send_keys(str(pdf))  # the input behind the drop zone
+        job = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#jobs li")))
+        wait.until(lambda _: job.get_attribute("data-state") in ("ready", "failed"))
+        assert job.get_attribute("data-state") == "ready", job.text
+        wait.until(seen.text_to_be_present_in_element((By.ID, "documents"), pdf.name))
+
+        question = browser.find_element(By.ID, "question")
+        question.send_keys(QUESTION)
+        question.send_keys(Keys.ENTER)  # the keyboard asks, no click needed
+        answer = browser.find_element(By.ID, "answer")
+        wait.until(lambda _: answer.get_attribute("data-done") == "true")
+        assert int(answer.get_attribute("data-tokens") or 0) >= 1  # tokens arrived as events
+        assert WHOLE_SENTENCE in answer.text
+        assert "Confidence" in browser.find_element(By.ID, "confidence").text
+        cited = browser.find_elements(By.CSS_SELECTOR, "#sources li.cited")
+        assert cited, browser.find_element(By.ID, "sources").text
+        assert pdf.name in cited[0].text and "page" in cited[0].text
+        mark = cited[0].find_element(By.TAG_NAME, "mark")
+        assert "85%" in mark.text  # the quoted sentence is highlighted in its passage
+        assert browser.find_element(By.ID, "error").text == ""
+
+        shot = Path(os.environ.get("RAGSVC_SCREENSHOT") or tmp_path / "page.png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        print(f"screenshot: {shot}")
+
+        delete = browser.find_element(By.CSS_SELECTOR, f"button[aria-label='Delete {pdf.name}']")
+        delete.click()
+        wait.until(lambda _: pdf.name not in browser.find_element(By.ID, "documents").text)
+    finally:
+        server.stop()
