@@ -14,13 +14,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from indexes import Catalog, IndexesError, SearchFilter
+from indexes.catalog import DATABASE_NAME
 from indexes.fusion import MODES
 from indexes.vectors import INDEX_TYPES
 from ingest import (
@@ -37,7 +38,7 @@ from ingest import (
     reembed,
 )
 from ingest.sandbox import make_extractor
-from ingest.sources import Source, count_lines
+from ingest.sources import FileSource, Source, count_lines
 from ragsvc.answering.prompts import TemplateError
 from ragsvc.audit import AuditEntry, AuditLog
 from ragsvc.keys import SCOPES, KeyStore
@@ -177,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit_tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
     audit_tail.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    sync = commands.add_parser(
+        "sync",
+        help="make a collection hold exactly a folder's files",
+        description="Add new files, replace changed ones and delete documents whose files are "
+        "gone; each change is reported. Only documents named under the folder's name are "
+        "touched. With --watch, keep syncing as the folder changes (Ctrl-C stops).",
+    )
+    sync.add_argument("folder", type=Path, metavar="DIR")
+    sync.add_argument("--collection", help="collection (default: setting default_collection)")
+    sync.add_argument("--watch", action="store_true", help="follow changes as they happen")
+    sync.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     delete = commands.add_parser("delete", help="delete a document, its chunks and vectors")
     delete.add_argument("document_id", type=int, metavar="DOC_ID")
     delete.add_argument("--collection", help="refuse unless the document is in this collection")
@@ -199,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rebuild": cmd_rebuild,
             "stats": cmd_stats,
             "delete": cmd_delete,
+            "sync": cmd_sync,
             "serve": cmd_serve,
             "log": cmd_log,
             "eval": cmd_eval,
@@ -727,6 +741,84 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     ]
     print(_table(["at", "actor", "action", "target", "client", "outcome"], rows))
     return EXIT_OK
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from ragsvc import sync
+
+    folder: Path = args.folder
+    if not folder.is_dir():
+        raise InputNotFound(f"no such folder: {folder}")
+    collection = args.collection or settings.default_collection
+    embedder: Embedder | None = make_embedder(settings) if args.watch else None
+
+    def once() -> int:
+        nonlocal embedder
+        if embedder is None:
+            # Plan without the model: a sync with nothing to embed never loads it.
+            if settings.data_path.joinpath(DATABASE_NAME).exists():
+                with open_catalog(settings) as catalog:
+                    todo = sync.plan(catalog, folder, collection)
+                    if not todo.to_embed:
+                        report = sync.apply(catalog, todo, lambda sources: iter(()))
+                        if todo.delete:
+                            catalog.refresh()  # the saved index snapshot follows the deletions
+                        return _print_sync(report)
+            lower_priority(settings)
+            embedder = make_embedder(settings)
+        chunker = make_chunker(settings, embedder)
+        with open_catalog(settings, embedder) as catalog:
+            todo = sync.plan(catalog, folder, collection)
+            pipeline = IngestPipeline(
+                catalog,
+                embedder,
+                chunker,
+                pool_chunks=settings.ingest_pool_chunks,
+                extractor=make_extractor(
+                    settings.extraction_limits, sandbox=settings.extract_sandbox
+                ),
+            )
+
+            def ingest(sources: list[FileSource]) -> Iterator[tuple[str, str, str | None]]:
+                report = _run_with_progress(pipeline, sources, len(sources), collection, {}, args)
+                for outcome in report.outcomes:
+                    yield outcome.name, outcome.status, outcome.reason
+
+            try:
+                report = sync.apply(catalog, todo, ingest)
+            finally:
+                pipeline.close()
+            if not todo.nothing_to_do:
+                catalog.refresh()
+        return _print_sync(report)
+
+    status = once()
+    if not args.watch:
+        return status
+    from watchfiles import watch
+
+    print(f"watching {folder} (Ctrl-C stops)", flush=True)
+    first = True
+    try:
+        # The first wake-up (a change, or a second's timeout) comes once the watcher is
+        # observing: a sync then catches what changed between the last sync and that moment.
+        for changes in watch(
+            folder, debounce=300, step=50, rust_timeout=1000, yield_on_timeout=True
+        ):
+            if changes or first:
+                status = once()
+                first = False
+    except KeyboardInterrupt:
+        pass
+    return status
+
+
+def _print_sync(report: Any) -> int:
+    for change, name, reason in report.changes:
+        if change != "unchanged":
+            print(f"{change:9} {name}{f' ({reason})' if reason else ''}")
+    print(report.summary(), flush=True)
+    return EXIT_FAILURES if report.count("failed") else EXIT_OK
 
 
 def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
