@@ -8,8 +8,10 @@ storage, and without keys the loopback rules of `auth.py` apply to them as to an
 from __future__ import annotations
 
 from importlib import resources
+from typing import Annotated
 
 from litestar import Response, get
+from litestar.params import PathParameter
 
 from indexes import NotFound
 
@@ -34,7 +36,9 @@ async def page() -> Response[bytes]:
 
 
 @get("/ui/{name:str}", opt={"public": True}, include_in_schema=False)
-async def asset(name: str) -> Response[bytes]:
+async def asset(
+    name: Annotated[str, PathParameter(max_length=64, description="A file of the page")],
+) -> Response[bytes]:
     if name not in _FILES:
         raise NotFound(f"no file {name!r} in the page")
     return Response(_FILES[name], media_type=_TYPES[name], headers=_HEADERS)
