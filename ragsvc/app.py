@@ -62,6 +62,7 @@ from ragsvc.auth import (
 from ragsvc.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     PayloadTooLarge,
     TooManyRequests,
     UnsupportedMediaType,
@@ -940,7 +941,9 @@ async def list_templates(state: State) -> TemplateList:
     opt={"scope": "admin"},
     media_type=CONTENT_TYPE,
 )
-async def metrics(state: State) -> Response[bytes]:
+async def metrics(state: State, principal: Caller) -> Response[bytes]:
+    if principal.collections is not None:
+        raise Forbidden("metrics cover every collection: they need a key not limited to some")
     observed: Metrics = state.metrics
     body = await _in_thread(observed.render)
     return Response(body, media_type=CONTENT_TYPE)

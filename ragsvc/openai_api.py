@@ -30,7 +30,7 @@ from litestar.response import ServerSentEventMessage
 from msgspec import Meta
 
 from indexes import NotFound
-from ragsvc.errors import BadRequest, status_of
+from ragsvc.errors import BadRequest, ServiceError, status_of
 from ragsvc.interactions import Interaction
 from ragsvc.keys import Principal
 from ragsvc.logs import REQUEST_ID
@@ -202,6 +202,9 @@ def openai_error(request: Request[Any, Any, Any], error: Exception) -> Response[
     if status == 500:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
     kind = "invalid_request_error" if status < 500 else "server_error"
+    headers = error.response_headers() if isinstance(error, ServiceError) else None
     return Response(
-        {"error": {"message": detail, "type": kind, "code": status}}, status_code=status
+        {"error": {"message": detail, "type": kind, "code": status}},
+        status_code=status,
+        headers=headers or None,
     )

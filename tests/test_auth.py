@@ -79,10 +79,35 @@ CALLS: dict[tuple[str, str], Call] = {
     ("get", "/templates"): lambda t, c: ("/templates", {}),
     ("get", "/ready"): lambda t, c: ("/ready", {}),
     ("get", "/health"): lambda t, c: ("/health", {}),
+    ("get", "/jobs"): lambda t, c: ("/jobs", {}),
+    ("delete", "/jobs/{job_id}"): lambda t, c: (f"/jobs/{t.job[c]}", {}),
+    ("get", "/metrics"): lambda t, c: ("/metrics", {}),
+    ("get", "/v1/models"): lambda t, c: ("/v1/models", {}),
+    ("post", "/v1/chat/completions"): lambda t, c: (
+        "/v1/chat/completions",
+        {
+            "json": {
+                "model": f"ragsvc/{c}",
+                "messages": [{"role": "user", "content": "What is the vault code?"}],
+            }
+        },
+    ),
 }
-WRITES = {("post", "/documents"), ("delete", "/documents/{document_id}")}
-ADMIN = {("post", "/collections"), ("delete", "/collections/{name}")}
-UNSCOPED = {("get", "/templates"), ("get", "/ready"), ("get", "/health"), ("get", "/collections")}
+WRITES = {
+    ("post", "/documents"),
+    ("delete", "/documents/{document_id}"),
+    ("delete", "/jobs/{job_id}"),
+}
+ADMIN = {("post", "/collections"), ("delete", "/collections/{name}"), ("get", "/metrics")}
+UNSCOPED = {
+    ("get", "/templates"),
+    ("get", "/ready"),
+    ("get", "/health"),
+    ("get", "/collections"),
+    ("get", "/jobs"),
+    ("get", "/v1/models"),
+    ("get", "/metrics"),
+}
 PUBLIC = {("get", "/health")}
 
 
@@ -136,6 +161,20 @@ def test_every_route_checks_keys_scopes_and_collections(tenants: Tenants) -> Non
     assert {d["collection"] for d in listed} == {"a"}
     collections = client.get("/collections", headers=team_a).json()["collections"]
     assert [c["name"] for c in collections] == ["a"]
+    jobs = client.get("/jobs", headers=team_a).json()["jobs"]
+    assert jobs and {j["collection"] for j in jobs} == {"a"}
+    models = [m["id"] for m in client.get("/v1/models", headers=team_a).json()["data"]]
+    assert models == ["ragsvc", "ragsvc/a"]
+    chat = client.post(
+        "/v1/chat/completions",
+        json={"model": "ragsvc", "messages": [{"role": "user", "content": "vault code?"}]},
+        headers=team_a,
+    )
+    assert chat.status_code == 200 and "4471" not in chat.text
+    # Metrics count every collection: a key limited to some may not read them.
+    lead_a = {"Authorization": f"Bearer {tenants.admin_a}"}
+    assert client.get("/metrics", headers=lead_a).status_code == 403
+    assert client.get("/metrics", headers=admin).status_code == 200
     hits = client.post("/search", json={"query": "vault code", "k": 10}, headers=team_a).json()
     assert hits["results"] and {h["collection"] for h in hits["results"]} == {"a"}
     answer = client.post("/query", json={"question": "What is the vault code?"}, headers=team_a)

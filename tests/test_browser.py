@@ -1,6 +1,7 @@
 """The web page in a real browser (Debian's headless Chromium, driven through chromedriver):
-upload a PDF through the page, wait for its job, ask, see tokens arrive and a cited page, and
-save a screenshot (`RAGSVC_SCREENSHOT=path` keeps it; the README's is made this way)."""
+enter an API key, upload a PDF through the page, wait for its job, ask, see tokens arrive and
+a cited page, and save a screenshot (`RAGSVC_SCREENSHOT=path` keeps it; the README's is made
+this way)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ragsvc.keys import KeyStore
 from tests.conftest import Server, dataset
 from tests.test_e2e import NAACL, QUESTION, WHOLE_SENTENCE
 
@@ -52,11 +54,21 @@ def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     pdf = dataset(*NAACL)
+    keys = KeyStore.open(tmp_path / "data")
+    key = keys.create("browser", "write")
+    keys.close()
     server = Server(tmp_path / "data", tmp_path / "server.log").start()
     try:
         browser.get(server.url + "/")
         wait = WebDriverWait(browser, 240)
         assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Question"
+        # Without the key the page says why nothing is listed; the key is entered once.
+        error = browser.find_element(By.ID, "error")
+        wait.until(lambda _: "API key is required" in error.text)
+        browser.find_element(By.ID, "api-key").send_keys(key, Keys.ENTER)
+        wait.until(lambda _: error.text == "")
+        stored = browser.execute_script("return sessionStorage.getItem('ragsvc.api_key')")
+        assert stored == key
         browser.find_element(By.ID, "files").send_keys(str(pdf))  # the input behind the drop zone
         job = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#jobs li")))
         wait.until(lambda _: job.get_attribute("data-state") in ("ready", "failed"))

@@ -82,7 +82,13 @@ def test_worker_killed_mid_batch_while_queries_run(tmp_path: Path) -> None:
             names = [d["source_name"] for d in documents]
             assert sorted(names) == sorted(f"log-{i:03d}.txt" for i in range(300))
             assert len({j["document_id"] for j in jobs}) == 300
-            # Committed by the worker, searchable through the running server.
+            # Committed by the worker, searchable through the running server once it has
+            # followed the change log that far.
+            stored = sum(j["chunks_total"] or 0 for j in jobs)
+            deadline = time.monotonic() + 30
+            while client.get("/ready").json()["chunks"] < stored:
+                assert time.monotonic() < deadline, "the server did not follow the worker"
+                time.sleep(0.1)
             hits = client.post("/search", json={"query": "entry 29997", "mode": "lexical"}).json()
             assert hits["results"][0]["source_name"] == "log-297.txt"
     finally:

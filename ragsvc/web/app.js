@@ -114,6 +114,7 @@ zone.addEventListener("drop", (event) => {
 async function refreshDocuments() {
   try {
     const { documents } = await api("/documents?limit=200");
+    showError("");
     $("documents").replaceChildren(...documents.map((doc) => {
       const row = document.createElement("tr");
       const remove = text("button", "Delete", "secondary");
