@@ -14,6 +14,7 @@ the change log or, if the log was pruned, from stored embeddings; one that canno
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -29,9 +30,10 @@ from indexes.lexical import DEFAULT_B, DEFAULT_K1, Analyzer
 from indexes.reader import IndexReader, SearchHit, Stage, no_stage
 from indexes.recovery import LexicalSettings
 from indexes.store import ChunkEmbedding, NewDocument, Store
-from indexes.vectors import IndexType
+from indexes.vectors import IndexChoice, IndexType, VectorParams, resolve
 from indexes.writer import CommitResult, StoreWriter
 
+logger = logging.getLogger(__name__)
 DATABASE_NAME = "ragsvc.sqlite3"
 INDEX_DIRECTORY = "index"
 
@@ -68,11 +70,12 @@ class Catalog:
         store: Store,
         model_id: str,
         dimension: int,
-        index_type: IndexType,
+        index_type: IndexChoice,
         *,
         readonly: bool,
         save_interval: float,
         lexical: LexicalSettings,
+        vector_params: VectorParams | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.store = store
@@ -81,7 +84,8 @@ class Catalog:
         self.readonly = readonly
         self.save_interval = save_interval
         self.writer = None if readonly else StoreWriter(store, model_id)
-        self._requested_type: IndexType = index_type
+        self._requested_type: IndexChoice = index_type
+        self.vector_params = vector_params or VectorParams()
         self._lexical = lexical
         self._reader: IndexReader | None = None
         self._reader_lock = threading.Lock()
@@ -99,12 +103,13 @@ class Catalog:
         *,
         model_id: str | None = None,
         dimension: int | None = None,
-        index_type: IndexType = "flat",
+        index_type: IndexChoice = "flat",
         readonly: bool = False,
         save_interval: float = 30.0,
         allow_model_change: bool = False,
         lexical_k1: float = DEFAULT_K1,
         lexical_b: float = DEFAULT_B,
+        vector_params: VectorParams | None = None,
     ) -> Catalog:
         """Open (creating when writable and a model is given) the catalog in `data_dir`.
 
@@ -149,6 +154,7 @@ class Catalog:
             readonly=readonly,
             save_interval=save_interval,
             lexical=LexicalSettings(Analyzer(), lexical_k1, lexical_b),
+            vector_params=vector_params,
         )
 
     def close(self) -> None:
@@ -187,6 +193,7 @@ class Catalog:
             self.dimension,
             self._requested_type,
             self._lexical,
+            self.vector_params,
         )
         manifest = snapshot.read_manifest(self.index_directory)
         if manifest is not None and manifest.build_id == state.build_id:
@@ -241,7 +248,7 @@ class Catalog:
 
     def rebuild(
         self,
-        index_type: IndexType | None = None,
+        index_type: IndexChoice | None = None,
         *,
         model_id: str | None = None,
         dimension: int | None = None,
@@ -261,7 +268,9 @@ class Catalog:
             )
         new_model = model_id or self.model_id
         new_dimension = dimension or self.dimension
-        state = recovery.build(self.store, new_model, new_dimension, index_type, self._lexical)
+        state = recovery.build(
+            self.store, new_model, new_dimension, index_type, self._lexical, self.vector_params
+        )
         if new_model != self.model_id or new_dimension != self.dimension:
             writer.set_model(new_model, new_dimension)
             self.model_id, self.dimension = new_model, new_dimension
@@ -336,8 +345,29 @@ class Catalog:
         if self.dirty:
             self.save()
 
+    def outgrown(self) -> bool:
+        """Whether the store asked for `auto` and the served index is no longer the kind its
+        size calls for (it grew past `auto_threshold`, or shrank well below it)."""
+        if self._requested_type != "auto" or self._reader is None or self.readonly:
+            return False
+        dense = self._reader.state.dense
+        if dense.index_type not in ("flat", "ivf"):
+            return False  # HNSW was asked for by name (`rebuild --index-type hnsw`): kept
+        count = len(dense)
+        wanted = resolve("auto", count, self.vector_params)
+        if wanted == dense.index_type:
+            return False
+        # Hysteresis: an IVF index is kept down to half the threshold, so a store at the
+        # boundary is not rebuilt back and forth.
+        return not (dense.index_type == "ivf" and count >= self.vector_params.auto_threshold // 2)
+
     def maybe_save(self) -> None:
-        """Save when dirty and `save_interval` seconds passed since the last save."""
+        """Save when dirty and `save_interval` seconds passed since the last save; rebuild
+        aside and swap when an `auto` index has outgrown its kind."""
+        if self.outgrown():
+            logger.info("the index outgrew its kind: rebuilding it aside (index_type auto)")
+            self.rebuild("auto")
+            return
         if (
             not self.readonly
             and self.dirty

@@ -23,7 +23,7 @@ from indexes import snapshot
 from indexes.lexical import ANALYZER_VERSION, Analyzer, LexicalIndex
 from indexes.state import ChunkOwners, IndexState, new_build_id
 from indexes.store import ChunkData, Store
-from indexes.vectors import FaissIndex, IndexType
+from indexes.vectors import FaissIndex, IndexChoice, VectorParams, resolve
 
 logger = logging.getLogger(__name__)
 APPLY_SLICE = 512
@@ -52,16 +52,20 @@ def build(
     store: Store,
     model_id: str,
     dimension: int,
-    index_type: IndexType,
+    index_type: IndexChoice,
     lexical: LexicalSettings,
+    params: VectorParams | None = None,
 ) -> IndexState:
-    """A new build of the indexes from every chunk in the store."""
+    """A new build of the indexes from every chunk in the store (`auto`: the kind its size
+    calls for)."""
+    params = params or VectorParams()
     with store.snapshot() as conn:
         seq = store.change_seq(conn)
         batches = list(store.chunk_data(model_id, dimension, None, conn))
     training = np.concatenate([b.vectors for b in batches]) if batches else None
+    kind = resolve(index_type, 0 if training is None else len(training), params)
     state = IndexState(
-        FaissIndex.create(index_type, dimension, training),
+        FaissIndex.create(kind, dimension, training, params),
         LexicalIndex(lexical.analyzer, k1=lexical.k1, b=lexical.b),
         ChunkOwners(),
         change_seq=seq,
@@ -78,8 +82,9 @@ def open_state(
     directory: Path,
     model_id: str,
     dimension: int,
-    index_type: IndexType,
+    index_type: IndexChoice,
     lexical: LexicalSettings,
+    params: VectorParams | None = None,
 ) -> tuple[IndexState, bool]:
     """(state, whether it differs from the saved snapshot)."""
     manifest = snapshot.read_manifest(directory)
@@ -99,7 +104,7 @@ def open_state(
             logger.warning(
                 "index snapshot %s unusable (%s); rebuilding it", manifest.snapshot, error
             )
-    return build(store, model_id, dimension, index_type, lexical), True
+    return build(store, model_id, dimension, index_type, lexical, params), True
 
 
 def read_change(store: Store, state: IndexState) -> PendingChange:

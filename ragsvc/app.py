@@ -184,6 +184,7 @@ class Services:
             save_interval=settings.index_save_interval,
             lexical_k1=settings.lexical_k1,
             lexical_b=settings.lexical_b,
+            vector_params=settings.vector_params,
         )
         self.catalog.reader  # noqa: B018 (load the indexes now, not on the first query)
         self.jobs = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)

@@ -23,7 +23,7 @@ import msgspec
 from indexes import Catalog, IndexesError, SearchFilter
 from indexes.catalog import DATABASE_NAME
 from indexes.fusion import MODES
-from indexes.vectors import INDEX_TYPES
+from indexes.vectors import INDEX_CHOICES
 from ingest import (
     Chunker,
     DocumentOutcome,
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a new index from stored embeddings beside the old one and swap it "
         "in atomically. --reembed first embeds every chunk with the configured model.",
     )
-    rebuild.add_argument("--index-type", choices=INDEX_TYPES)
+    rebuild.add_argument("--index-type", choices=INDEX_CHOICES)
     rebuild.add_argument("--reembed", action="store_true", help="re-embed with embedding_model")
 
     stats = commands.add_parser("stats", help="documents, chunks, vectors, index and model")
@@ -272,6 +272,7 @@ def open_catalog(settings: Settings, embedder: Embedder | None = None, **options
         save_interval=settings.index_save_interval,
         lexical_k1=settings.lexical_k1,
         lexical_b=settings.lexical_b,
+        vector_params=settings.vector_params,
         **options,
     )
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_origin
 import msgspec
 from msgspec import Meta
 
+from indexes.vectors import VectorParams
 from ingest.embed import EmbedderConfig
 from ingest.extract.base import ExtractionLimits
 
@@ -43,7 +44,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     chunk_overlap_tokens: Annotated[int, Meta(ge=0, le=10_000)] = 32
     ingest_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
     worker_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 64
-    index_type: Literal["flat", "hnsw", "ivf"] = "flat"
+    index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    index_auto_threshold: Annotated[int, Meta(ge=1)] = 200_000
+    index_hnsw_m: Annotated[int, Meta(ge=4, le=128)] = 32
+    index_hnsw_ef_construction: Annotated[int, Meta(ge=8, le=2000)] = 80
+    index_hnsw_ef_search: Annotated[int, Meta(ge=8, le=5000)] = 128
+    index_ivf_nlist: Annotated[int, Meta(ge=0)] = 0
+    index_ivf_nprobe: Annotated[int, Meta(ge=0)] = 0
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     lexical_k1: Annotated[float, Meta(ge=0, le=10)] = 0.9
     lexical_b: Annotated[float, Meta(ge=0, le=1)] = 0.4
@@ -125,6 +132,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    @property
+    def vector_params(self) -> VectorParams:
+        return VectorParams(
+            auto_threshold=self.index_auto_threshold,
+            hnsw_m=self.index_hnsw_m,
+            hnsw_ef_construction=self.index_hnsw_ef_construction,
+            hnsw_ef_search=self.index_hnsw_ef_search,
+            ivf_nlist=self.index_ivf_nlist,
+            ivf_nprobe=self.index_ivf_nprobe,
+        )
 
     @property
     def extraction_limits(self) -> ExtractionLimits:
@@ -209,10 +227,19 @@ SETTINGS_HELP: dict[str, str] = {
         "behind a large upload waits for a few seconds of embedding, not for a whole pool."
     ),
     "index_type": (
-        "Vector index built for a new store, or when the index file must be rebuilt: `flat` "
-        "(exact), `hnsw` or `ivf` (approximate, for large stores). An existing index keeps its "
-        "kind until `ragsvc rebuild --index-type` changes it."
+        "Vector index: `auto` (exact `flat` below `index_auto_threshold` vectors, `ivf` from "
+        "there; the server rebuilds aside and swaps when a store crosses it), or a kind by "
+        "name: `flat`, `hnsw`, `ivf`. `ragsvc rebuild --index-type` changes an existing one."
     ),
+    "index_auto_threshold": (
+        "Vectors from which `auto` builds IVF instead of exact search (measured: "
+        "`benchmarks/bench_index.py`)."
+    ),
+    "index_hnsw_m": "HNSW: neighbours per node (`M`).",
+    "index_hnsw_ef_construction": "HNSW: candidate list while building (`efConstruction`).",
+    "index_hnsw_ef_search": "HNSW: candidate list while searching (`efSearch`).",
+    "index_ivf_nlist": "IVF: lists (k-means cells); 0: about 4·sqrt(vectors).",
+    "index_ivf_nprobe": "IVF: lists a search visits; 0: nlist / 8, at least 8.",
     "retrieval_mode": (
         "Default retrieval for search and query: `dense` (FAISS), `lexical` (BM25) "
         "or `hybrid` (both, fused). Requests and `ragsvc search --mode` may override it."

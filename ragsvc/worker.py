@@ -90,6 +90,7 @@ def build_runner(settings: Settings, embedder: Embedder | None = None) -> tuple[
         save_interval=settings.index_save_interval,
         lexical_k1=settings.lexical_k1,
         lexical_b=settings.lexical_b,
+        vector_params=settings.vector_params,
     )
     chunker = Chunker(
         embedder,

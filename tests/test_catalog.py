@@ -20,6 +20,7 @@ from indexes import (
 )
 from indexes.catalog import DATABASE_NAME
 from indexes.store import SCHEMA_VERSION
+from indexes.vectors import VectorParams
 from ingest import Chunker, Embedder, IngestPipeline, file_sources
 from tests.conftest import write_corpus
 
@@ -218,3 +219,27 @@ def test_rebuild_flat_gives_the_same_top_10(
             [(h.chunk_id, round(h.score, 5)) for h in catalog.search(v, k=10)] for v in vectors
         ]
     assert after == before
+
+
+def test_auto_moves_to_ivf_when_the_store_outgrows_exact_search(
+    data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
+    params = VectorParams(auto_threshold=40)
+    write_corpus(tmp_path / "small", 20)
+    write_corpus(tmp_path / "more", 40, seed=3)
+    with _open(data_dir, embedder, index_type="auto", vector_params=params) as catalog:
+        _ingest(catalog, embedder, chunker, tmp_path / "small")
+        assert catalog.index_type == "flat" and len(catalog.reader.state.dense) < 40
+        query = embedder.embed_query("glaciers carve valleys")
+        _ingest(catalog, embedder, chunker, tmp_path / "more")
+        assert len(catalog.reader.state.dense) >= 40
+        assert catalog.index_type == "ivf"  # rebuilt aside and swapped in
+        assert catalog.reader.state.dense.supports_remove
+        hits = catalog.search(query, k=5)
+        assert len(hits) == 5
+        deleted = catalog.store.documents()[0].id
+        catalog.delete_document(deleted)
+        assert catalog.index_type == "ivf"  # deleting in place: no rebuild back
+        assert len(catalog.reader.state.dense) == catalog.store.chunk_count()
+    with _open(data_dir, embedder, index_type="auto", vector_params=params) as catalog:
+        assert catalog.index_type == "ivf"  # the snapshot says so

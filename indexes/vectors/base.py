@@ -5,10 +5,35 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
+import msgspec
 import numpy as np
 
 IndexType = Literal["flat", "hnsw", "ivf"]
 INDEX_TYPES: tuple[IndexType, ...] = ("flat", "hnsw", "ivf")
+IndexChoice = Literal["auto", "flat", "hnsw", "ivf"]
+"""What a store asks for: a kind, or `auto` (exact while small, IVF from a size on)."""
+INDEX_CHOICES: tuple[IndexChoice, ...] = ("auto", "flat", "hnsw", "ivf")
+
+
+class VectorParams(msgspec.Struct, frozen=True):
+    """How vector indexes are built and searched (settings `index_*`); 0 means derived."""
+
+    auto_threshold: int = 200_000
+    """`auto` builds an exact index below this many vectors, IVF from it on."""
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 128
+    ivf_nlist: int = 0
+    """Lists of an IVF index; 0: about 4·sqrt(n)."""
+    ivf_nprobe: int = 0
+    """Lists an IVF search visits; 0: derived from nlist."""
+
+
+def resolve(choice: IndexChoice, vector_count: int, params: VectorParams) -> IndexType:
+    """The kind of index to build for `vector_count` vectors."""
+    if choice != "auto":
+        return choice
+    return "ivf" if vector_count >= params.auto_threshold else "flat"
 
 
 class VectorIndex(Protocol):

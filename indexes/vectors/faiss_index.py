@@ -1,10 +1,13 @@
-"""FAISS vector index: `IndexIDMap2` over a flat, HNSW or IVF inner-product index.
+"""FAISS vector index: flat and HNSW under `IndexIDMap2`, IVF on its own ids.
 
-Flat is exact and the default. HNSW and IVF are approximate and cannot remove vectors in
-place through the id map, so a removed id becomes a *tombstone*: it is no longer counted or
-returned, and searches look wider by the number of tombstones. The vectors go at the next
-rebuild from the store. IVF derives `nlist` and `nprobe` from the number of vectors it is
-trained on.
+Flat is exact. IVF (`IndexIVFFlat` with a hash-table direct map) holds chunk ids itself, so
+it removes vectors in place and takes filters inside the search (an id selector over the
+lists it probes, widening the probe until k allowed vectors are found). HNSW cannot remove
+vectors, so a removed id becomes a *tombstone*: it is no longer counted or returned, and
+searches look wider by the number of tombstones; the vectors go at the next rebuild, and a
+filter is applied to a widening search. IVF derives `nlist` and `nprobe` from the number of
+vectors it is trained on unless `VectorParams` sets them. Snapshots from before native IVF
+(IVF under `IndexIDMap2`) still load and behave as they did (tombstones).
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexes.vectors.base import IndexType
+from indexes.vectors.base import IndexType, VectorParams
 
 SMALL_SEARCH = 20
 """Searches of fewer queries than this run on the calling thread alone: OpenMP threads
 spinning for a few vectors' worth of work only take the cores from the query encoder."""
-HNSW_M = 32
-HNSW_EF_SEARCH = 128
-HNSW_EF_CONSTRUCTION = 80
+EXACT_AMONG = 4096
+"""A filter on HNSW that allows at most this many vectors is scored exactly over them (a
+graph search would visit mostly vectors it must drop); a wider one searches the graph wider,
+and scores the allowed ones exactly if that still finds fewer than k."""
+TRAINING_PER_LIST = 64
+"""Training vectors per IVF list (k-means needs about 39; more only costs time)."""
 
 
 def ivf_lists(vector_count: int) -> int:
@@ -48,7 +54,10 @@ class FaissIndex:
         tombstones: np.ndarray | None = None,
     ) -> None:
         # Any: FAISS's SWIG stubs know neither the IDMap2 wrapper nor its downcast inner index.
-        self._index: Any = index
+        self._owner = index  # the proxy that owns the C++ index (and its quantizer)
+        self._index: Any = faiss.downcast_index(index)
+        self._ivf: Any = self._index if isinstance(self._index, faiss.IndexIVF) else None
+        """The index itself when it is a native IVF (its own ids, in-place removal)."""
         self.index_type: IndexType = index_type
         self.dimension = dimension
         self.tombstones = (
@@ -57,27 +66,39 @@ class FaissIndex:
 
     @classmethod
     def create(
-        cls, index_type: IndexType, dimension: int, training: np.ndarray | None = None
+        cls,
+        index_type: IndexType,
+        dimension: int,
+        training: np.ndarray | None = None,
+        params: VectorParams | None = None,
     ) -> FaissIndex:
-        """An empty index; IVF is trained on `training` (flat is used when there is none)."""
+        """An empty index; IVF is trained on `training` (flat is used when there are too few
+        vectors to train it)."""
+        params = params or VectorParams()
         if index_type == "ivf" and (training is None or len(training) == 0):
             index_type = "flat"
-        if index_type == "flat":
-            spec = "IDMap2,Flat"
-        elif index_type == "hnsw":
-            spec = f"IDMap2,HNSW{HNSW_M}"
-        else:
+        if index_type == "ivf":
             assert training is not None
-            spec = f"IDMap2,IVF{ivf_lists(len(training))},Flat"
+            nlist = params.ivf_nlist or ivf_lists(len(training))
+            ivf: Any = faiss.IndexIVFFlat(
+                faiss.IndexFlatIP(dimension), dimension, nlist, faiss.METRIC_INNER_PRODUCT
+            )
+            sample = training
+            if len(training) > nlist * TRAINING_PER_LIST:
+                rows = np.random.default_rng(0).choice(
+                    len(training), nlist * TRAINING_PER_LIST, replace=False
+                )
+                sample = training[np.sort(rows)]
+            ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+            ivf.nprobe = params.ivf_nprobe or ivf_probes(nlist)
+            return cls(ivf, "ivf", dimension)
+        spec = "IDMap2,Flat" if index_type == "flat" else f"IDMap2,HNSW{params.hnsw_m}"
         index: Any = faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
-        inner: Any = faiss.downcast_index(index.index)
         if index_type == "hnsw":
-            inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            inner.hnsw.efSearch = HNSW_EF_SEARCH
-        elif index_type == "ivf":
-            assert training is not None
-            index.train(np.ascontiguousarray(training, dtype=np.float32))
-            inner.nprobe = ivf_probes(inner.nlist)
+            inner: Any = faiss.downcast_index(index.index)
+            inner.hnsw.efConstruction = params.hnsw_ef_construction
+            inner.hnsw.efSearch = params.hnsw_ef_search
         return cls(index, index_type, dimension)
 
     @classmethod
@@ -89,17 +110,27 @@ class FaissIndex:
 
     @property
     def spec(self) -> str:
+        if self._ivf is not None:
+            return f"IVF{self._ivf.nlist},Flat nprobe={self._ivf.nprobe}"
         inner: Any = faiss.downcast_index(self._index.index)
         if self.index_type == "ivf":
             return f"IDMap2,IVF{inner.nlist},Flat nprobe={inner.nprobe}"
         if self.index_type == "hnsw":
-            return f"IDMap2,HNSW{HNSW_M} efSearch={inner.hnsw.efSearch}"
+            return f"IDMap2,HNSW{inner.hnsw.nb_neighbors(1)} efSearch={inner.hnsw.efSearch}"
         return "IDMap2,Flat"
+
+    def tune(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Change how the index searches (IVF lists probed, HNSW candidate list)."""
+        if nprobe is not None and self._ivf is not None:
+            self._ivf.nprobe = max(1, min(nprobe, self._ivf.nlist))
+        if ef_search is not None and self.index_type == "hnsw":
+            inner: Any = faiss.downcast_index(self._index.index)
+            inner.hnsw.efSearch = ef_search
 
     @property
     def supports_remove(self) -> bool:
-        """Whether `remove` frees vectors (flat) rather than leaving tombstones."""
-        return self.index_type == "flat"
+        """Whether `remove` frees vectors (flat, IVF) rather than leaving tombstones."""
+        return self.index_type == "flat" or self._ivf is not None
 
     def __len__(self) -> int:
         return int(self._index.ntotal) - len(self.tombstones)
@@ -115,6 +146,9 @@ class FaissIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if not len(ids):
             return
+        if self._ivf is not None:
+            self._ivf.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
+            return
         if self.supports_remove:
             self._index.remove_ids(ids)
             return
@@ -122,6 +156,14 @@ class FaissIndex:
         self.tombstones = np.union1d(self.tombstones, held)
 
     def _all_ids(self) -> np.ndarray:
+        if self._ivf is not None:
+            lists: Any = self._ivf.invlists
+            parts = [
+                faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                for i in range(self._ivf.nlist)
+                if lists.list_size(i)
+            ]
+            return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
         return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
 
     def ids(self) -> np.ndarray:
@@ -144,6 +186,10 @@ class FaissIndex:
         if allowed_ids is None and not len(self.tombstones):
             scores, ids = self._index.search(queries, k)
             return scores, ids
+        if self._ivf is not None:
+            assert allowed_ids is not None
+            allowed = np.ascontiguousarray(allowed_ids, dtype=np.int64)
+            return self._search_ivf(queries, k, faiss.IDSelectorBatch(allowed), len(allowed))
         if self.index_type == "flat":
             # Exact: the flat scan skips ids outside the selector.
             assert allowed_ids is not None
@@ -166,6 +212,9 @@ class FaissIndex:
         self, queries: np.ndarray, k: int, bitmap: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         bits = len(bitmap) * 8
+        if self._ivf is not None:
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+            return self._search_ivf(queries, k, selector, int(np.unpackbits(bitmap).sum()))
         if self.index_type == "flat":
             selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
             params: Any = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
@@ -177,6 +226,26 @@ class FaissIndex:
         members = members[(bitmap[members >> 3] >> (members & 7)) & 1 == 1]
         return self._search_post_filtered(queries, k, members)
 
+    def _search_ivf(
+        self, queries: np.ndarray, k: int, selector: Any, allowed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The filter inside the IVF search; a query that finds fewer than k allowed vectors
+        in the lists it probed probes four times as many, up to every list."""
+        ivf = self._ivf
+        wanted = min(k, allowed, int(ivf.ntotal))
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, query in enumerate(queries):
+            probes = ivf.nprobe
+            while True:
+                params: Any = faiss.SearchParametersIVF(sel=selector, nprobe=probes)  # type: ignore[call-arg]
+                scores, ids = ivf.search(query[None, :], k, params=params)
+                if int((ids[0] >= 0).sum()) >= wanted or probes >= ivf.nlist:
+                    break
+                probes = min(ivf.nlist, probes * 4)
+            out_scores[row], out_ids[row] = scores[0], ids[0]
+        return out_scores, out_ids
+
     def _search_post_filtered(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +256,11 @@ class FaissIndex:
         total = int(self._index.ntotal)
         live = len(self)
         for row, query in enumerate(queries):
+            if allowed is not None and len(allowed) <= EXACT_AMONG:
+                found_scores, found_ids = self._exact_among(query, k, allowed)
+                out_ids[row, : len(found_ids)] = found_ids
+                out_scores[row, : len(found_scores)] = found_scores
+                continue
             wanted = min(k, live if allowed is None else len(allowed))
             width = min(total, max(4 * k, 64) + len(self.tombstones))
             while True:
@@ -197,12 +271,31 @@ class FaissIndex:
                 if len(self.tombstones):
                     keep &= ~np.isin(ids[0], self.tombstones)
                 found_ids, found_scores = ids[0][keep][:k], scores[0][keep][:k]
-                if len(found_ids) >= wanted or width >= total:
+                if len(found_ids) >= wanted:
+                    break
+                if width >= total or (allowed is not None and width >= EXACT_AMONG):
+                    # A graph search misses part of a small allowed set: score it exactly.
+                    found_scores, found_ids = self._exact_among(query, k, allowed)
                     break
                 width = min(total, width * 4)
             out_ids[row, : len(found_ids)] = found_ids
             out_scores[row, : len(found_scores)] = found_scores
         return out_scores, out_ids
+
+    def _exact_among(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top k among `allowed` (or every live id), by reconstructed vectors."""
+        candidates = self.ids() if allowed is None else allowed
+        if len(self.tombstones):
+            candidates = candidates[~np.isin(candidates, self.tombstones)]
+        candidates = np.intersect1d(candidates, self._all_ids())
+        if not len(candidates):
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        vectors = np.asarray(self._index.reconstruct_batch(candidates), dtype=np.float32)
+        scores = vectors @ query
+        order = np.argsort(-scores)[:k]
+        return scores[order].astype(np.float32), candidates[order]
 
     def serialize(self) -> bytes:
         return bytes(faiss.serialize_index(self._index))
