@@ -45,7 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ingest_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
     worker_pool_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 64
     index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
-    index_auto_threshold: Annotated[int, Meta(ge=1)] = 200_000
+    index_auto_threshold: Annotated[int, Meta(ge=1)] = 25_000
     index_hnsw_m: Annotated[int, Meta(ge=4, le=128)] = 32
     index_hnsw_ef_construction: Annotated[int, Meta(ge=8, le=2000)] = 80
     index_hnsw_ef_search: Annotated[int, Meta(ge=8, le=5000)] = 128
@@ -239,7 +239,7 @@ SETTINGS_HELP: dict[str, str] = {
     "index_hnsw_ef_construction": "HNSW: candidate list while building (`efConstruction`).",
     "index_hnsw_ef_search": "HNSW: candidate list while searching (`efSearch`).",
     "index_ivf_nlist": "IVF: lists (k-means cells); 0: about 4·sqrt(vectors).",
-    "index_ivf_nprobe": "IVF: lists a search visits; 0: nlist / 8, at least 8.",
+    "index_ivf_nprobe": "IVF: lists a search visits; 0: nlist / 32, at least 16.",
     "retrieval_mode": (
         "Default retrieval for search and query: `dense` (FAISS), `lexical` (BM25) "
         "or `hybrid` (both, fused). Requests and `ragsvc search --mode` may override it."

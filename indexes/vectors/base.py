@@ -18,8 +18,9 @@ INDEX_CHOICES: tuple[IndexChoice, ...] = ("auto", "flat", "hnsw", "ivf")
 class VectorParams(msgspec.Struct, frozen=True):
     """How vector indexes are built and searched (settings `index_*`); 0 means derived."""
 
-    auto_threshold: int = 200_000
-    """`auto` builds an exact index below this many vectors, IVF from it on."""
+    auto_threshold: int = 25_000
+    """`auto` builds an exact index below this many vectors, IVF from it on: where one exact
+    query passes about 3 ms here (13 ms at 100,000 vectors, against 0.5 ms for IVF)."""
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
