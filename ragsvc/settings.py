@@ -239,7 +239,7 @@ SETTINGS_HELP: dict[str, str] = {
     "index_hnsw_ef_construction": "HNSW: candidate list while building (`efConstruction`).",
     "index_hnsw_ef_search": "HNSW: candidate list while searching (`efSearch`).",
     "index_ivf_nlist": "IVF: lists (k-means cells); 0: about 4·sqrt(vectors).",
-    "index_ivf_nprobe": "IVF: lists a search visits; 0: 32 (measured, see `benchmarks/RESULTS.md`).",
+    "index_ivf_nprobe": "IVF: lists a search visits; 0: 32 (measured: `benchmarks/RESULTS.md`).",
     "retrieval_mode": (
         "Default retrieval for search and query: `dense` (FAISS), `lexical` (BM25) "
         "or `hybrid` (both, fused). Requests and `ragsvc search --mode` may override it."
