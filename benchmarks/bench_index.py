@@ -14,7 +14,8 @@ copy in memory is the one inside the index being measured. Each index is built i
 its own: `resident MB` is what that process holds once the index is built (the index, the
 corpus embeddings, the queries and Python), `index MB` how much it grew while building.
 Latency is one query at a time, after a warm-up, as the service searches. `auto` is what
-`index_type = "auto"` builds at that size.
+`index_type = "auto"` builds at that size; `milvus` is a Milvus FLAT collection on milvus-lite
+(its server process's memory counted in).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import faiss
 import msgspec
@@ -68,6 +70,20 @@ def rss_mb() -> float:
     return _status("VmRSS")
 
 
+def children_rss_mb() -> float:
+    """Resident MB of this process's children (milvus-lite runs its server as one)."""
+    total = 0.0
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+            except OSError:
+                continue
+    return total
+
+
 def peak_mb() -> float:
     """The most this process has held resident (with the corpus vectors and queries)."""
     return _status("VmHWM")
@@ -94,7 +110,7 @@ def training_sample(base: np.ndarray, n: int, nlist: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def timed_queries(index: FaissIndex, queries: np.ndarray, k: int) -> tuple[list[float], np.ndarray]:
+def timed_queries(index: Any, queries: np.ndarray, k: int) -> tuple[list[float], np.ndarray]:
     for query in queries[:20]:
         index.search(query[None, :], k)
     latencies, found = [], []
@@ -115,11 +131,21 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 def build(
     base: np.ndarray, n: int, kind: str, dim: int, params: VectorParams
-) -> tuple[FaissIndex, float, float]:
+) -> tuple[Any, float, float]:
     """The index of `kind` over the n vectors: (index, seconds, resident MB it added)."""
     gc.collect()
     before = rss_mb()
     began = time.perf_counter()
+    if kind == "milvus":
+        from indexes.vectors.milvus_index import MilvusIndex
+
+        folder = tempfile.mkdtemp(prefix="bench-milvus-")
+        milvus = MilvusIndex(f"{folder}/vectors.db", "bench", dim)
+        before = rss_mb() + children_rss_mb()  # milvus-lite's server is a child process
+        for ids, vectors in blocks(base, n, seed=1):
+            milvus.add(ids, vectors)
+        milvus.flush()
+        return milvus, time.perf_counter() - began, rss_mb() + children_rss_mb() - before
     concrete = resolve(kind, n, params) if kind == "auto" else kind  # type: ignore[arg-type]
     training = training_sample(base, n, ivf_lists(n)) if concrete == "ivf" else None
     # nlist as the service derives it from all n vectors, though trained on a sample.
@@ -143,7 +169,7 @@ def measure(folder: Path, n: int, kind: str, dim: int, sweep: list[int]) -> None
     params = VectorParams()
     index, seconds, memory = build(base, n, kind, dim, params)
     gc.collect()
-    resident = rss_mb()
+    resident = rss_mb() + children_rss_mb()
     probes: list[int | None] = [None]
     if kind == "ivf" and index.index_type == "ivf":
         probes = sorted({*sweep, index.nprobe})  # the sweep and the default

@@ -1,11 +1,15 @@
 """One contract for every vector index, run against each kind on the same clustered vectors:
 ids in, the same ids out, scores that are inner products, removal, filters that return k
-whenever k match, and a round trip through the serialized form. Also: `auto` by size."""
+whenever k match, and a round trip (through the serialized form, or reopening Milvus). The
+kinds: FAISS flat, HNSW and IVF, and Milvus (milvus-lite, started by the test). Also: `auto`
+by size."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,19 +33,45 @@ VECTORS = clustered(COUNT)
 IDS = np.arange(COUNT, dtype=np.int64) * 7 + 11  # chunk ids are sparse, never 0-based rows
 QUERIES = clustered(20, seed=1)
 
-Make = Callable[[], FaissIndex]
+Make = Callable[[Path], Any]
 KINDS: dict[str, Make] = {
-    "flat": lambda: FaissIndex.create("flat", DIMENSION),
-    "hnsw": lambda: FaissIndex.create("hnsw", DIMENSION),
-    "ivf": lambda: FaissIndex.create("ivf", DIMENSION, VECTORS, VectorParams(ivf_nprobe=8)),
+    "flat": lambda folder: FaissIndex.create("flat", DIMENSION),
+    "hnsw": lambda folder: FaissIndex.create("hnsw", DIMENSION),
+    "ivf": lambda folder: FaissIndex.create("ivf", DIMENSION, VECTORS, VectorParams(ivf_nprobe=8)),
 }
+MILVUS_MISSING = next(
+    (name for name in ("pymilvus", "milvus_lite") if importlib.util.find_spec(name) is None), None
+)
 
 
-@pytest.fixture(params=sorted(KINDS))
-def index(request: pytest.FixtureRequest) -> VectorIndex:
-    built = KINDS[request.param]()
+def _milvus(folder: Path) -> Any:
+    from indexes.vectors.milvus_index import MilvusIndex
+
+    return MilvusIndex(str(folder / "vectors.db"), "chunks", DIMENSION)
+
+
+KINDS["milvus"] = _milvus
+
+
+@pytest.fixture(
+    params=[
+        *sorted(set(KINDS) - {"milvus"}),
+        pytest.param(
+            "milvus",
+            marks=pytest.mark.skipif(
+                MILVUS_MISSING is not None,
+                reason=f"{MILVUS_MISSING} is not installed (it has no wheel for this platform)",
+            ),
+        ),
+    ]
+)
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    built = KINDS[request.param](tmp_path)
     built.add(IDS, VECTORS)
-    return built
+    yield built
+    close = getattr(built, "close", None)
+    if close is not None:
+        close()
 
 
 def exact(queries: np.ndarray, k: int, ids: np.ndarray = IDS) -> np.ndarray:
@@ -103,16 +133,21 @@ def test_bitmap_filters_match_id_filters(index: VectorIndex) -> None:
     assert np.array_equal(by_ids, by_bits)
 
 
-def test_round_trip_through_bytes(index: VectorIndex, tmp_path: Path) -> None:
-    path = tmp_path / "vectors.faiss"
-    path.write_bytes(index.serialize())
-    loaded = FaissIndex.load(path, index.index_type)
+def test_round_trip(index: VectorIndex, tmp_path: Path) -> None:
+    if isinstance(index, FaissIndex):
+        path = tmp_path / "vectors.faiss"
+        path.write_bytes(index.serialize())
+        loaded: Any = FaissIndex.load(path, index.index_type)
+    else:  # Milvus keeps the vectors itself: open the same collection again
+        from indexes.vectors.milvus_index import MilvusIndex
+
+        loaded = MilvusIndex(index.uri, index.collection, DIMENSION, create=False)  # type: ignore[attr-defined]
     assert loaded.spec == index.spec and len(loaded) == len(index)
     assert np.array_equal(loaded.search(QUERIES, 10)[1], index.search(QUERIES, 10)[1])
 
 
 def test_ivf_removes_in_place_and_hnsw_keeps_tombstones() -> None:
-    ivf, hnsw = KINDS["ivf"](), KINDS["hnsw"]()
+    ivf, hnsw = KINDS["ivf"](Path()), KINDS["hnsw"](Path())
     for built in (ivf, hnsw):
         built.add(IDS, VECTORS)
         built.remove(IDS[:10])
