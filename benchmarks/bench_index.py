@@ -15,7 +15,7 @@ its own: `resident MB` is what that process holds once the index is built (the i
 corpus embeddings, the queries and Python), `index MB` how much it grew while building.
 Latency is one query at a time, after a warm-up, as the service searches. `auto` is what
 `index_type = "auto"` builds at that size; `milvus` is a Milvus FLAT collection on milvus-lite
-(its server process's memory counted in).
+(its server runs in the measuring process; any child process it starts is counted in too).
 """
 
 from __future__ import annotations

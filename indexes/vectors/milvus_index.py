@@ -8,7 +8,7 @@ its document and collection ids, so that filters can be Milvus expressions
 like the FAISS file: everything needed to rebuild it lives in SQLite.
 
 `uri` is a Milvus server (`http://host:19530`, with `token` for a cluster) or a milvus-lite
-file (`./vectors.db`), which runs embedded, in this process's machine, for tests. Writes are
+file (`./vectors.db`), served by a gRPC server thread in this process (tests, laptops). Writes are
 made with strong consistency, so a search sees every add and removal before it.
 """
 
@@ -79,6 +79,12 @@ class MilvusIndex:
 
     def close(self) -> None:
         self._client.close()
+        if "://" not in self.uri:
+            # milvus-lite serves a file from a gRPC server thread in this process: stop it
+            # now rather than at interpreter exit.
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(self.uri)
 
     def drop(self) -> None:
         """Remove the collection from Milvus (a rebuild starts from nothing)."""
