@@ -485,11 +485,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         keys.close()
     # Check templates and load the query model before binding, so a bad configuration fails
     # here. The server never loads the document model: its worker process does.
+    configure_logging(settings.log_level, settings.log_format, process="server")
     load_templates(settings.templates_path)
     embedder = make_query_embedder(settings)
     app = create_app(settings, embedder=embedder)
     print(f"serving on http://{settings.host}:{settings.port} (data in {settings.data_path})")
-    configure_logging(settings.log_level, settings.log_format, process="server")
     uvicorn.run(
         app,
         host=settings.host,
