@@ -490,6 +490,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     embedder = make_query_embedder(settings)
     app = create_app(settings, embedder=embedder)
     print(f"serving on http://{settings.host}:{settings.port} (data in {settings.data_path})")
+    # Again: loading the model's libraries may have changed the root logger's level.
+    configure_logging(settings.log_level, settings.log_format, process="server")
     uvicorn.run(
         app,
         host=settings.host,

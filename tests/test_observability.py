@@ -122,9 +122,18 @@ def test_one_request_id_follows_an_upload_and_a_question(server: Server) -> None
         assert len(made.headers["x-request-id"]) == 32  # none given: one is made
         hostile = client.get("/health", headers={"X-Request-ID": "bad id\twith tabs"})
         assert hostile.headers["x-request-id"] != "bad id\twith tabs"
-    lines = [
-        json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")
-    ]
+
+    def log_lines() -> list[dict[str, Any]]:
+        text = server.log.read_text()
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    # A request's access line is written once its response is sent: wait for the last one.
+    deadline = time.monotonic() + 10
+    lines = log_lines()
+    while not any(e.get("request_id") == "ask-19" for e in lines):
+        assert time.monotonic() < deadline, "no access line for the question"
+        time.sleep(0.1)
+        lines = log_lines()
     worker = [
         e
         for e in lines
