@@ -78,3 +78,25 @@ def huge_text(size: int = 45_000_000) -> bytes:
         b"expedition.\n\n"
     )
     return paragraph * (size // len(paragraph) + 1)
+
+
+def docx_bomb(megabytes: int = 3000) -> bytes:
+    """A Word document of about 3 MB whose `word/document.xml` inflates to `megabytes` MB."""
+    import io
+    import zipfile
+
+    from tests.office_files import docx_bytes
+
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(docx_bytes())) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb,
+    ):
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                head, tail = data.split(b"<w:body>", 1)
+                paragraph = b"<w:p><w:r><w:t>" + b"A" * (1 << 20) + b"</w:t></w:r></w:p>"
+                data = head + b"<w:body>" + paragraph * megabytes + tail
+            bomb.writestr(item, data)
+    return out.getvalue()

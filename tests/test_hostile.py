@@ -139,3 +139,15 @@ def test_a_document_over_the_memory_limit_fails_with_that_reason() -> None:
         assert sandbox.extract(b"A short note about tides.", "note.txt").text.startswith("A short")
     finally:
         sandbox.close()
+
+
+def test_a_word_document_that_inflates_to_gigabytes_fails_with_the_memory_limit() -> None:
+    bomb = hostile_files.docx_bomb()
+    assert len(bomb) < 5_000_000
+    sandbox = ExtractionSandbox(ExtractionLimits())
+    try:
+        with pytest.raises(ExtractionFailed, match="extract_max_memory"):
+            sandbox.extract(bomb, "report.docx")
+        assert sandbox.extract(b"A short note about tides.", "note.txt").text.startswith("A short")
+    finally:
+        sandbox.close()

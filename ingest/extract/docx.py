@@ -37,6 +37,8 @@ class DocxExtractor:
 
         try:
             document = docx.Document(io.BytesIO(data))
+        except MemoryError:
+            raise  # the sandbox names the limit that stopped it
         except Exception as error:
             raise ExtractionFailed(f"unreadable DOCX: {type(error).__name__}: {error}") from None
         layout = Layout(self.media_type, self.limits)

@@ -34,6 +34,8 @@ class EpubExtractor:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # EbookLib warns about its own future defaults
                 book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": True})
+        except MemoryError:
+            raise  # the sandbox names the limit that stopped it
         except Exception as error:
             raise ExtractionFailed(f"unreadable EPUB: {type(error).__name__}: {error}") from None
         layout = Layout(self.media_type, self.limits)

@@ -26,6 +26,8 @@ class XlsxExtractor:
 
         try:
             workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except MemoryError:
+            raise  # the sandbox names the limit that stopped it
         except Exception as error:
             raise ExtractionFailed(f"unreadable XLSX: {type(error).__name__}: {error}") from None
         layout = Layout(self.media_type, self.limits)
