@@ -706,13 +706,7 @@ async def query(
     request_id = REQUEST_ID.get() or uuid.uuid4().hex
     record = Interaction(request_id=request_id, question=data.question, collection=data.collection)
     streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
-    try:
-        result = await answer_question(services, principal, data, record, streaming=streaming)
-    except Exception as error:
-        await services.log.record(
-            msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
-        )
-        raise
+    result = await answer_question(services, principal, data, record, streaming=streaming)
     if isinstance(result, QueryResponse):
         return result
     # A streamed answer is another response class; the schema documents the JSON one.
@@ -728,7 +722,25 @@ async def answer_question(
     streaming: bool,
 ) -> QueryResponse | AsyncIterator[ServerSentEventMessage]:
     """`/query`'s path, shared with the OpenAI-compatible route: the answer, or with
-    `streaming` its events (`sources`, `token`..., `done` or `error`)."""
+    `streaming` its events (`sources`, `token`..., `done` or `error`). A question that
+    fails is written to the interaction log with its error, then raised."""
+    try:
+        return await _answer_question(services, principal, data, record, streaming=streaming)
+    except Exception as error:
+        await services.log.record(
+            msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
+        )
+        raise
+
+
+async def _answer_question(
+    services: Services,
+    principal: Principal,
+    data: QueryRequest,
+    record: Interaction,
+    *,
+    streaming: bool,
+) -> QueryResponse | AsyncIterator[ServerSentEventMessage]:
     backend = services.backend(data.backend)
     if streaming and data.response_schema is not None:
         raise BadRequest("stream and response_schema cannot be combined")

@@ -127,22 +127,25 @@ def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def labelled_gauge(
-    name: str, documentation: str, label: str, values: dict[str, float]
-) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=[label])
+def _labelled(
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily],
+    name: str,
+    documentation: str,
+    label: str,
+    values: dict[str, float],
+) -> Metric:
+    family = kind(name, documentation, labels=[label])
     for key, value in sorted(values.items()):
         family.add_metric([key], value)
     return family
 
 
-def labelled_counter(
-    name: str, documentation: str, label: str, values: dict[str, float]
-) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, documentation, labels=[label])
-    for key, value in sorted(values.items()):
-        family.add_metric([key], value)
-    return family
+def labelled_gauge(name: str, documentation: str, label: str, values: dict[str, float]) -> Metric:
+    return _labelled(GaugeMetricFamily, name, documentation, label, values)
+
+
+def labelled_counter(name: str, documentation: str, label: str, values: dict[str, float]) -> Metric:
+    return _labelled(CounterMetricFamily, name, documentation, label, values)
 
 
 def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:

@@ -140,13 +140,7 @@ async def chat_completions(
     query = QueryRequest(question=question, collection=collection, stream=data.stream)
     completion_id = f"chatcmpl-{request_id}"
     created = int(time.time())
-    try:
-        result = await answer_question(services, principal, query, record, streaming=data.stream)
-    except Exception as error:
-        await services.log.record(
-            msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
-        )
-        raise
+    result = await answer_question(services, principal, query, record, streaming=data.stream)
     if isinstance(result, QueryResponse):
         return {
             "id": completion_id,

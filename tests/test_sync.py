@@ -111,3 +111,9 @@ def test_watch_picks_up_a_new_file_within_five_seconds(tmp_path: Path) -> None:
         watcher.wait(timeout=30)
         if watcher.stdout is not None:
             watcher.stdout.close()
+
+
+def test_a_folder_that_does_not_exist_is_refused_with_the_reason(tmp_path: Path) -> None:
+    result = run_ragsvc("--data-dir", str(tmp_path / "data"), "sync", str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and "no such folder" in result.stderr
+    assert not (tmp_path / "data" / "ragsvc.sqlite3").exists()  # nothing was created
