@@ -36,6 +36,8 @@ from indexes.writer import CommitResult, StoreWriter
 logger = logging.getLogger(__name__)
 DATABASE_NAME = "ragsvc.sqlite3"
 INDEX_DIRECTORY = "index"
+MILVUS_LITE_NAME = "milvus.db"
+"""The milvus-lite file used when `vector_backend` is milvus and no `milvus_uri` is given."""
 
 
 class CollectionStats(msgspec.Struct, frozen=True):
@@ -85,7 +87,10 @@ class Catalog:
         self.save_interval = save_interval
         self.writer = None if readonly else StoreWriter(store, model_id)
         self._requested_type: IndexChoice = index_type
-        self.vector_params = vector_params or VectorParams()
+        params = vector_params or VectorParams()
+        if params.backend == "milvus" and not params.milvus_uri:
+            params = msgspec.structs.replace(params, milvus_uri=str(data_dir / MILVUS_LITE_NAME))
+        self.vector_params = params
         self._lexical = lexical
         self._reader: IndexReader | None = None
         self._reader_lock = threading.Lock()
@@ -158,9 +163,13 @@ class Catalog:
         )
 
     def close(self) -> None:
-        if not self.readonly and self._reader is not None:
-            self.flush()
-        self.store.close()
+        try:
+            if not self.readonly and self._reader is not None:
+                self.flush()
+        finally:
+            if self._reader is not None:
+                self._reader.state.dense.close()
+            self.store.close()
 
     def __enter__(self) -> Catalog:
         return self
@@ -275,11 +284,15 @@ class Catalog:
             writer.set_model(new_model, new_dimension)
             self.model_id, self.dimension = new_model, new_dimension
         self._requested_type = index_type
+        replaced = None
         if self._reader is None:
             self._reader = IndexReader(self.store, state)
         else:
+            replaced = self._reader.state
             self._reader.swap(state)
         self.save(replace_build=True)
+        if replaced is not None:
+            replaced.dense.discard()  # a Milvus build's collection goes with it
 
     # -- following other processes -----------------------------------------------------------
 
@@ -305,9 +318,16 @@ class Catalog:
             return False
         lexical = self._lexical
         state = snapshot.load(
-            self.index_directory, manifest, lexical.analyzer, k1=lexical.k1, b=lexical.b
+            self.index_directory,
+            manifest,
+            lexical.analyzer,
+            k1=lexical.k1,
+            b=lexical.b,
+            params=self.vector_params,
         )
+        replaced = reader.state
         reader.swap(state)
+        replaced.dense.close()  # the process that rebuilt drops a replaced Milvus collection
         self._saved_seq, self._saved_build = manifest.change_seq, manifest.build_id
         return True
 

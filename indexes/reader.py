@@ -27,6 +27,7 @@ from indexes.fusion import Fusion, Mode, SearchFilter, fuse_rrf, fuse_weighted
 from indexes.recovery import apply, read_change
 from indexes.state import IndexState
 from indexes.store import Store
+from indexes.vectors import MilvusIndex, VectorFilter
 
 _FILTER_CACHE_SIZE = 64
 _DONE = object()
@@ -101,6 +102,10 @@ class ReadWriteLock:
                 self._condition.notify_all()
 
 
+_EXPRESSION_MEMBERS = 10_000
+"""Ids one Milvus expression term may list; a longer filter goes as chunk ids."""
+
+
 class _Mask(NamedTuple):
     chunks: np.ndarray
     """bool over chunk ids."""
@@ -108,6 +113,8 @@ class _Mask(NamedTuple):
     """The same, packed little-endian for FAISS."""
     lexical: np.ndarray
     """The same, over the lexical index's positions."""
+    expression: str
+    """The same over owner fields, for a Milvus search ("" for FAISS, or when too long)."""
 
 
 class IndexReader:
@@ -233,23 +240,32 @@ class IndexReader:
                 return cached
         owners = state.owners
         chunks = owners.documents >= 0
+        terms: list[str] = []  # the filter as Milvus expression terms
         if collection_id is not None:
             chunks &= owners.collections == collection_id
+            terms.append(f"collection == {int(collection_id)}")
         if filters.collections is not None:
             ids = self.store.collection_ids(filters.collections)
             chunks &= np.isin(owners.collections, np.asarray(ids, dtype=owners.collections.dtype))
+            terms.append(_members("collection", ids))
         if filters.document_ids:
             chunks &= np.isin(owners.documents, np.asarray(filters.document_ids, dtype=np.int64))
+            terms.append(_members("document", filters.document_ids))
         if filters.media_types or filters.metadata:
             where, params = SearchFilter(
                 media_types=filters.media_types, metadata=filters.metadata
             ).where()
-            chunks &= np.isin(owners.documents, self.store.document_ids_where(where, params))
+            documents = self.store.document_ids_where(where, params)
+            chunks &= np.isin(owners.documents, documents)
+            terms.append(_members("document", documents))
+        expression = ""
+        if isinstance(state.dense, MilvusIndex) and all(terms):
+            expression = " and ".join(f"({t})" for t in terms)
         lexical_ids = state.lexical.chunk_ids
         inside = lexical_ids < len(chunks)
         lexical = np.zeros(len(lexical_ids), dtype=bool)
         lexical[inside] = chunks[lexical_ids[inside]]
-        mask = _Mask(chunks, np.packbits(chunks, bitorder="little"), lexical)
+        mask = _Mask(chunks, np.packbits(chunks, bitorder="little"), lexical, expression)
         with self._masks_lock:
             self._masks[key] = mask
             while len(self._masks) > _FILTER_CACHE_SIZE:
@@ -305,6 +321,14 @@ class IndexReader:
         return hits
 
 
+def _members(field: str, values: Sequence[int] | np.ndarray) -> str:
+    """`field in [...]`, or "" when the list is too long to send as an expression."""
+    values = [int(v) for v in values]
+    if len(values) > _EXPRESSION_MEMBERS:
+        return ""
+    return f"{field} in [{', '.join(map(str, values))}]"
+
+
 def _dense(
     state: IndexState, vector: np.ndarray, k: int, mask: _Mask | None
 ) -> list[tuple[int, float]]:
@@ -313,5 +337,7 @@ def _dense(
     if mask is None:
         scores, ids = state.dense.search(vector, k)
     else:
-        scores, ids = state.dense.search_bitmap(vector, k, mask.bitmap)
+        scores, ids = state.dense.search_filtered(
+            vector, k, VectorFilter(mask.bitmap, mask.expression)
+        )
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

@@ -1,7 +1,8 @@
 """Recovery: bring in-memory indexes to the store's state, never trusting a file blindly.
 
-    open_state   the saved snapshot when it is usable (same model, dimension and analysis),
-                 caught up; otherwise a fresh build from the store
+    open_state   the saved snapshot when it is usable (same model, dimension, analysis and
+                 vector backend), caught up; otherwise a fresh build from the store. Vectors
+                 in Milvus are first reconciled with the snapshot's chunks by id
     build        every chunk's stored embedding and text, read in one read transaction
     read_change  what changed since a state's sequence number: from the change log, or by
                  comparing chunk ids with the store when the log was pruned past it
@@ -23,7 +24,7 @@ from indexes import snapshot
 from indexes.lexical import ANALYZER_VERSION, Analyzer, LexicalIndex
 from indexes.state import ChunkOwners, IndexState, new_build_id
 from indexes.store import ChunkData, Store
-from indexes.vectors import FaissIndex, IndexChoice, VectorParams, resolve
+from indexes.vectors import IndexChoice, MilvusIndex, VectorParams, create, resolve
 
 logger = logging.getLogger(__name__)
 APPLY_SLICE = 512
@@ -64,16 +65,21 @@ def build(
         batches = list(store.chunk_data(model_id, dimension, None, conn))
     training = np.concatenate([b.vectors for b in batches]) if batches else None
     kind = resolve(index_type, 0 if training is None else len(training), params)
+    build_id = new_build_id()
     state = IndexState(
-        FaissIndex.create(kind, dimension, training, params),
+        create(kind, dimension, training, params, build_id),
         LexicalIndex(lexical.analyzer, k1=lexical.k1, b=lexical.b),
         ChunkOwners(),
         change_seq=seq,
-        build_id=new_build_id(),
+        build_id=build_id,
         model_id=model_id,
     )
-    for data in batches:
-        state.add(data)
+    try:
+        for data in batches:
+            state.add(data)
+    except BaseException:
+        state.dense.discard()
+        raise
     return state
 
 
@@ -87,24 +93,68 @@ def open_state(
     params: VectorParams | None = None,
 ) -> tuple[IndexState, bool]:
     """(state, whether it differs from the saved snapshot)."""
+    params = params or VectorParams()
     manifest = snapshot.read_manifest(directory)
     if (
         manifest is not None
         and manifest.model_id == model_id
         and manifest.dimension == dimension
         and manifest.analyzer_version == ANALYZER_VERSION
+        and manifest.vector_backend == params.backend
     ):
         try:
-            state = snapshot.load(directory, manifest, lexical.analyzer, k1=lexical.k1, b=lexical.b)
-            pending = read_change(store, state)
-            for _ in apply(state, pending):
-                pass
-            return state, not pending.empty
+            state = snapshot.load(
+                directory, manifest, lexical.analyzer, k1=lexical.k1, b=lexical.b, params=params
+            )
         except (OSError, ValueError, LookupError) as error:
             logger.warning(
                 "index snapshot %s unusable (%s); rebuilding it", manifest.snapshot, error
             )
+        else:
+            try:
+                if isinstance(state.dense, MilvusIndex):
+                    reconcile(store, state, state.dense)
+                pending = read_change(store, state)
+                for _ in apply(state, pending):
+                    pass
+            except BaseException:
+                state.dense.close()
+                raise
+            return state, not pending.empty
+    elif manifest is not None and manifest.vector_backend != params.backend:
+        logger.info(
+            "the snapshot's vectors are in %s and vector_backend is %s: building the index "
+            "from stored embeddings",
+            manifest.vector_backend,
+            params.backend,
+        )
     return build(store, model_id, dimension, index_type, lexical, params), True
+
+
+def reconcile(store: Store, state: IndexState, dense: MilvusIndex) -> None:
+    """Make a reopened Milvus collection hold exactly the snapshot's chunks.
+
+    The collection is written as changes are applied and the snapshot only when saved, so
+    after a crash it may hold chunks added or miss chunks removed since: the first are
+    removed (any still in the store come back with the change log), the second added from
+    stored embeddings."""
+    held = state.owners.held()
+    in_milvus = dense.ids()
+    extra = np.setdiff1d(in_milvus, held, assume_unique=True)
+    missing = np.setdiff1d(held, in_milvus, assume_unique=True)
+    if len(extra):
+        dense.remove(extra)
+    if len(missing):
+        with store.snapshot() as conn:
+            for data in store.chunk_data(state.model_id, dense.dimension, missing.tolist(), conn):
+                dense.add(data.ids, data.vectors, data.document_ids, data.collection_ids)
+    if len(extra) or len(missing):
+        logger.info(
+            "Milvus collection %s reconciled with the snapshot: %d removed, %d added",
+            dense.collection,
+            len(extra),
+            len(missing),
+        )
 
 
 def read_change(store: Store, state: IndexState) -> PendingChange:

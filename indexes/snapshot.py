@@ -3,6 +3,8 @@
     index/
       manifest.json              which snapshot is current, what it reflects
       snapshot-<seq>-<hex>/      vectors.faiss, tombstones.npy, owners-*.npy, lexical/
+                               (no vectors.faiss when the vectors are in Milvus: the
+                               manifest names their collection)
       snapshot.lock              held while a snapshot is written or read
 
 A save writes a new folder (every file fsynced), renames it into place, then atomically
@@ -29,7 +31,7 @@ from indexes.files import fsync_directory, write_array, write_bytes
 from indexes.lexical import ANALYZER_VERSION, Analyzer, LexicalIndex
 from indexes.state import ChunkOwners, IndexState
 from indexes.store import utc_now
-from indexes.vectors import FaissIndex, IndexType
+from indexes.vectors import FaissIndex, IndexType, VectorParams, reopen
 
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "snapshot.lock"
@@ -49,6 +51,9 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     snapshot: str
     analyzer_version: int
     written_at: str
+    vector_backend: str = "faiss"
+    vector_location: str = ""
+    """Where the vectors are when not in the folder: the Milvus collection."""
 
 
 def read_manifest(directory: Path) -> Manifest | None:
@@ -88,7 +93,11 @@ def save(
         name = f"snapshot-{state.change_seq}-{secrets.token_hex(4)}"
         temporary = directory / f".{name}.tmp"
         temporary.mkdir()
-        write_bytes(temporary / "vectors.faiss", state.dense.serialize())
+        dense = state.dense
+        if isinstance(dense, FaissIndex):
+            write_bytes(temporary / "vectors.faiss", dense.serialize())
+        else:
+            dense.flush()  # what this snapshot reflects is sealed in Milvus's segments
         write_array(temporary / "tombstones.npy", state.dense.tombstones)
         held = state.owners.held()
         write_array(temporary / "owners-ids.npy", held)
@@ -111,6 +120,8 @@ def save(
             snapshot=name,
             analyzer_version=ANALYZER_VERSION,
             written_at=utc_now(),
+            vector_backend="faiss" if isinstance(dense, FaissIndex) else "milvus",
+            vector_location="" if isinstance(dense, FaissIndex) else dense.collection,
         )
         write_manifest(directory, manifest)
         _remove_others(directory, name)
@@ -118,24 +129,46 @@ def save(
 
 
 def load(
-    directory: Path, manifest: Manifest, analyzer: Analyzer, *, k1: float, b: float
+    directory: Path,
+    manifest: Manifest,
+    analyzer: Analyzer,
+    *,
+    k1: float,
+    b: float,
+    params: VectorParams | None = None,
 ) -> IndexState:
-    """The state a manifest names. Raises OSError or ValueError when it cannot be read."""
+    """The state a manifest names. Raises OSError or ValueError when it cannot be read.
+
+    A Milvus collection is reopened, not read: it may hold more or fewer vectors than the
+    snapshot reflects (it is written as changes are applied), which the caller reconciles
+    (`recovery.open_state`)."""
     with snapshot_lock(directory, exclusive=False):
         folder = directory / manifest.snapshot
         tombstones = np.load(folder / "tombstones.npy", allow_pickle=False)
-        try:
-            dense = FaissIndex.load(folder / "vectors.faiss", manifest.index_type, tombstones)
-        except RuntimeError as error:  # FAISS reports an unreadable file this way
-            raise ValueError(f"unreadable vector index in {folder}: {error}") from None
-        lexical = LexicalIndex.load(folder / "lexical", analyzer, k1=k1, b=b)
-        owners = ChunkOwners()
-        owners.set(
-            np.load(folder / "owners-ids.npy", allow_pickle=False),
-            np.load(folder / "owners-documents.npy", allow_pickle=False),
-            np.load(folder / "owners-collections.npy", allow_pickle=False),
+        dense = reopen(
+            folder,
+            manifest.vector_backend,
+            manifest.index_type,
+            manifest.vector_location,
+            tombstones,
+            params or VectorParams(),
+            manifest.dimension,
         )
-    if len(dense) != manifest.vector_count or dense.dimension != manifest.dimension:
+        try:
+            lexical = LexicalIndex.load(folder / "lexical", analyzer, k1=k1, b=b)
+            owners = ChunkOwners()
+            owners.set(
+                np.load(folder / "owners-ids.npy", allow_pickle=False),
+                np.load(folder / "owners-documents.npy", allow_pickle=False),
+                np.load(folder / "owners-collections.npy", allow_pickle=False),
+            )
+        except BaseException:
+            dense.close()
+            raise
+    if isinstance(dense, FaissIndex) and (
+        len(dense) != manifest.vector_count or dense.dimension != manifest.dimension
+    ):
+        dense.close()
         raise ValueError(f"snapshot {manifest.snapshot} does not match its manifest")
     return IndexState(
         dense,

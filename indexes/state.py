@@ -15,7 +15,7 @@ import numpy as np
 
 from indexes.lexical import LexicalIndex
 from indexes.store import ChunkData
-from indexes.vectors import FaissIndex
+from indexes.vectors import DenseIndex
 
 
 def new_build_id() -> str:
@@ -66,7 +66,7 @@ class IndexState:
 
     def __init__(
         self,
-        dense: FaissIndex,
+        dense: DenseIndex,
         lexical: LexicalIndex,
         owners: ChunkOwners,
         *,
@@ -88,7 +88,7 @@ class IndexState:
         are their texts already analysed, when the caller did that outside its lock."""
         if not len(data.ids):
             return
-        self.dense.add(data.ids, data.vectors)
+        self.dense.add(data.ids, data.vectors, data.document_ids, data.collection_ids)
         self.lexical.add(data.ids, data.texts, terms=terms)
         self.owners.set(data.ids, data.document_ids, data.collection_ids)
         self.version += 1

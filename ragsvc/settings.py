@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     index_hnsw_ef_search: Annotated[int, Meta(ge=8, le=5000)] = 128
     index_ivf_nlist: Annotated[int, Meta(ge=0)] = 0
     index_ivf_nprobe: Annotated[int, Meta(ge=0)] = 0
+    vector_backend: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str = ""
+    milvus_token: str = ""
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     lexical_k1: Annotated[float, Meta(ge=0, le=10)] = 0.9
     lexical_b: Annotated[float, Meta(ge=0, le=1)] = 0.4
@@ -121,8 +124,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def __repr__(self) -> str:
         # The API key never reaches a log line through repr().
         fields = msgspec.structs.asdict(self)
-        if fields["llm_api_key"]:
-            fields["llm_api_key"] = "***"
+        for secret in ("llm_api_key", "milvus_token"):
+            if fields[secret]:
+                fields[secret] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @property
@@ -142,6 +146,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             hnsw_ef_search=self.index_hnsw_ef_search,
             ivf_nlist=self.index_ivf_nlist,
             ivf_nprobe=self.index_ivf_nprobe,
+            backend=self.vector_backend,
+            milvus_uri=self.milvus_uri,
+            milvus_token=self.milvus_token,
         )
 
     @property
@@ -240,6 +247,16 @@ SETTINGS_HELP: dict[str, str] = {
     "index_hnsw_ef_search": "HNSW: candidate list while searching (`efSearch`).",
     "index_ivf_nlist": "IVF: lists (k-means cells); 0: about 4·sqrt(vectors).",
     "index_ivf_nprobe": "IVF: lists a search visits; 0: 32 (measured: `benchmarks/RESULTS.md`).",
+    "vector_backend": (
+        "Where vectors are searched: `faiss` (in the serving process) or `milvus` (a Milvus "
+        "collection per index build, derived from the store like the FAISS index). See "
+        'README "Scaling out".'
+    ),
+    "milvus_uri": (
+        "Milvus to use with `vector_backend = milvus`: a server (`http://host:19530`) or a "
+        "milvus-lite file; empty: `milvus.db` in the data directory (milvus-lite, one process)."
+    ),
+    "milvus_token": "Milvus credentials (`user:password` or an API key); never logged.",
     "retrieval_mode": (
         "Default retrieval for search and query: `dense` (FAISS), `lexical` (BM25) "
         "or `hybrid` (both, fused). Requests and `ragsvc search --mode` may override it."

@@ -4,12 +4,8 @@ vector index and the BM25 index always hold the same chunks, also after reopenin
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +13,7 @@ from indexes import Catalog
 from ingest import Chunker, Embedder, IngestPipeline
 from ingest.extract.base import Extracted
 from ingest.sources import TextSource
+from tests.hashing_embedder import HashingEmbedder
 
 WORDS = st.sampled_from(
     [
@@ -74,29 +71,6 @@ def test_chunks_cover_prose_in_order_within_the_limit(embedder: Embedder, text: 
 @given(text=NOISE)
 def test_chunks_cover_any_unicode_in_order_within_the_limit(embedder: Embedder, text: str) -> None:
     _check_chunks(embedder, Chunker(embedder, max_tokens=32, overlap=4), text)
-
-
-class HashingEmbedder:
-    """An honest, fast `Embedder`: words hashed into 64 dimensions, L2-normalised."""
-
-    model_id = "test/hashing-64"
-    dimension = 64
-    max_tokens = 64
-    special_tokens = 2
-
-    def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        return [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()) or ["empty"]:
-                digest = hashlib.blake2b(word.encode(), digest_size=2).digest()
-                vectors[row, int.from_bytes(digest, "little") % self.dimension] += 1.0
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
 
 
 NAMES = st.sampled_from([f"doc-{i}.txt" for i in range(6)])

@@ -3,7 +3,7 @@ and a higher score is a better match (inner product, i.e. cosine similarity)."""
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
@@ -13,6 +13,8 @@ INDEX_TYPES: tuple[IndexType, ...] = ("flat", "hnsw", "ivf")
 IndexChoice = Literal["auto", "flat", "hnsw", "ivf"]
 """What a store asks for: a kind, or `auto` (exact while small, IVF from a size on)."""
 INDEX_CHOICES: tuple[IndexChoice, ...] = ("auto", "flat", "hnsw", "ivf")
+VectorBackend = Literal["faiss", "milvus"]
+"""Where vectors are held: a FAISS index in this process, or a Milvus collection."""
 
 
 class VectorParams(msgspec.Struct, frozen=True):
@@ -28,6 +30,22 @@ class VectorParams(msgspec.Struct, frozen=True):
     """Lists of an IVF index; 0: about 4·sqrt(n)."""
     ivf_nprobe: int = 0
     """Lists an IVF search visits; 0: derived from nlist."""
+    backend: VectorBackend = "faiss"
+    milvus_uri: str = ""
+    """A Milvus server (`http://host:19530`) or a milvus-lite file; the catalog makes "" its
+    data directory's `milvus.db`."""
+    milvus_token: str = ""
+
+
+class VectorFilter(NamedTuple):
+    """Which vectors a filtered search may return, said two ways."""
+
+    bitmap: np.ndarray
+    """Allowed chunk ids as bits (uint8, little-endian bit order: id i is bit i % 8 of byte
+    i // 8)."""
+    expression: str
+    """The same filter over the `document` and `collection` fields, in Milvus's expression
+    language; "" when it cannot be said that way."""
 
 
 def resolve(choice: IndexChoice, vector_count: int, params: VectorParams) -> IndexType:
@@ -51,7 +69,15 @@ class VectorIndex(Protocol):
 
     def __len__(self) -> int: ...
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+    def add(
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        document_ids: np.ndarray | None = None,
+        collection_ids: np.ndarray | None = None,
+    ) -> None:
+        """Add vectors; an index that filters by owner inside its search keeps the owners."""
+        ...
 
     def remove(self, ids: np.ndarray) -> None: ...
 
@@ -63,6 +89,20 @@ class VectorIndex(Protocol):
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and ids, each shaped (n_queries, k); missing results have id -1."""
+        ...
+
+    def search_filtered(
+        self, queries: np.ndarray, k: int, where: VectorFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` among the vectors `where` allows, k of them whenever k are allowed."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what the index holds outside this object (connections, servers)."""
+        ...
+
+    def discard(self) -> None:
+        """Close, and delete what the index stored outside this process (a replaced build)."""
         ...
 
     def serialize(self) -> bytes:

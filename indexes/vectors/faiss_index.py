@@ -21,7 +21,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexes.vectors.base import IndexType, VectorParams
+from indexes.vectors.base import IndexType, VectorFilter, VectorParams
 
 SMALL_SEARCH = 20
 """Searches of fewer queries than this run on the calling thread alone: OpenMP threads
@@ -144,7 +144,14 @@ class FaissIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal) - len(self.tombstones)
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        document_ids: np.ndarray | None = None,
+        collection_ids: np.ndarray | None = None,
+    ) -> None:
+        """Add vectors (owners are not needed: filters arrive as bitmaps)."""
         if len(ids):
             self._index.add_with_ids(
                 np.ascontiguousarray(vectors, dtype=np.float32),
@@ -206,6 +213,17 @@ class FaissIndex:
             scores, ids = self._index.search(queries, k, params=params)
             return scores, ids
         return self._search_post_filtered(queries, k, allowed_ids)
+
+    def search_filtered(
+        self, queries: np.ndarray, k: int, where: VectorFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.search_bitmap(queries, k, where.bitmap)
+
+    def close(self) -> None:
+        """Nothing to let go of: the index is memory this object owns."""
+
+    def discard(self) -> None:
+        """Nothing outside this process to delete."""
 
     def search_bitmap(
         self, queries: np.ndarray, k: int, bitmap: np.ndarray

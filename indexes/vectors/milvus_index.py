@@ -14,12 +14,15 @@ made with strong consistency, so a search sees every add and removal before it.
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from indexes.vectors.base import IndexType
+from indexes.vectors.base import IndexType, VectorFilter, VectorParams
 
 INSERT_BATCH = 5_000
 """Rows per insert: well inside the server's message size for 384-dimensional float32."""
@@ -30,6 +33,11 @@ FLUSH_AFTER = 1_000
 MAX_TOP_K = 16_384
 """The most results Milvus returns for one query."""
 _MILVUS_INDEX = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}
+IVF_LISTS = 1024
+"""Lists of a Milvus IVF_FLAT index when `ivf_nlist` leaves it derived."""
+_LITE_USERS: Counter[str] = Counter()
+"""Open indexes per milvus-lite file: its server thread is stopped when the last one closes."""
+_LITE_LOCK = threading.Lock()
 
 
 class MilvusIndex:
@@ -44,6 +52,7 @@ class MilvusIndex:
         token: str = "",
         index_type: IndexType = "flat",
         create: bool = True,
+        params: VectorParams | None = None,
     ) -> None:
         from pymilvus import MilvusClient
 
@@ -51,11 +60,24 @@ class MilvusIndex:
         self.collection = collection
         self.dimension = dimension
         self.index_type: IndexType = index_type
+        self._params = params or VectorParams()
+        self._count: int | None = None
+        self._lite = None if "://" in uri else os.path.abspath(uri)
         self._client = MilvusClient(uri, token=token) if token else MilvusClient(uri)
-        if not self._client.has_collection(collection):
-            if not create:
-                raise LookupError(f"no Milvus collection {collection!r} at {uri}")
-            self._create()
+        if self._lite is not None:
+            with _LITE_LOCK:
+                _LITE_USERS[self._lite] += 1
+        self._closed = False
+        try:
+            if not self._client.has_collection(collection):
+                if not create:
+                    raise LookupError(f"no Milvus collection {collection!r} at {uri}")
+                self._create()
+            else:
+                self._client.load_collection(collection)
+        except BaseException:
+            self.close()
+            raise
 
     def _create(self) -> None:
         from pymilvus import DataType
@@ -69,26 +91,44 @@ class MilvusIndex:
         kind = _MILVUS_INDEX[self.index_type]
         extra: dict[str, Any] = {}
         if kind == "IVF_FLAT":
-            extra = {"nlist": 1024}
+            extra = {"nlist": self._params.ivf_nlist or IVF_LISTS}
         elif kind == "HNSW":
-            extra = {"M": 32, "efConstruction": 80}
+            extra = {"M": self._params.hnsw_m, "efConstruction": self._params.hnsw_ef_construction}
         params.add_index(field_name="vector", index_type=kind, metric_type="IP", params=extra)
         self._client.create_collection(
             self.collection, schema=schema, index_params=params, consistency_level="Strong"
         )
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._client.close()
-        if "://" not in self.uri:
+        if self._lite is None:
+            return
+        with _LITE_LOCK:
+            _LITE_USERS[self._lite] -= 1
+            last = _LITE_USERS[self._lite] <= 0
+            if last:
+                del _LITE_USERS[self._lite]
+        if last:
             # milvus-lite serves a file from a gRPC server thread in this process: stop it
-            # now rather than at interpreter exit.
+            # when no index uses it any more, rather than at interpreter exit.
             from milvus_lite.server_manager import server_manager_instance
 
-            server_manager_instance.release_server(self.uri)
+            server_manager_instance.release_server(self._lite)
 
     def drop(self) -> None:
         """Remove the collection from Milvus (a rebuild starts from nothing)."""
         self._client.drop_collection(self.collection)
+        self._count = 0
+
+    def discard(self) -> None:
+        """Drop the collection (the build it held was replaced) and close."""
+        try:
+            self.drop()
+        finally:
+            self.close()
 
     @property
     def spec(self) -> str:
@@ -103,8 +143,10 @@ class MilvusIndex:
         return np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
-        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
-        return int(rows[0]["count(*)"])
+        if self._count is None:  # counted once after each change, not per search
+            rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+            self._count = int(rows[0]["count(*)"])
+        return self._count
 
     def add(
         self,
@@ -114,6 +156,9 @@ class MilvusIndex:
         collection_ids: np.ndarray | None = None,
     ) -> None:
         ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        self._count = None
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         documents = np.zeros(len(ids), np.int64) if document_ids is None else document_ids
         collections = np.zeros(len(ids), np.int64) if collection_ids is None else collection_ids
@@ -144,6 +189,8 @@ class MilvusIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)
+        if len(ids):
+            self._count = None
         for start in range(0, len(ids), ID_BATCH):
             self._client.delete(self.collection, ids=ids[start : start + ID_BATCH].tolist())
 
@@ -175,6 +222,15 @@ class MilvusIndex:
         parts = [self._search(queries, k, f) for f in _id_filters(allowed)]
         return _best(parts, k)
 
+    def search_filtered(
+        self, queries: np.ndarray, k: int, where: VectorFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The filter as an expression over the owner fields, pushed into Milvus's search;
+        a filter that cannot be said that way goes as chunk ids."""
+        if where.expression:
+            return self.search_expression(queries, k, where.expression)
+        return self.search_bitmap(queries, k, where.bitmap)
+
     def search_bitmap(
         self, queries: np.ndarray, k: int, bitmap: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +250,11 @@ class MilvusIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         limit = min(k, MAX_TOP_K)
         results = self._client.search(
-            self.collection, data=list(queries), limit=limit, filter=expression
+            self.collection,
+            data=list(queries),
+            limit=limit,
+            filter=expression,
+            search_params={"params": self._search_params(limit)},
         )
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
@@ -203,6 +263,14 @@ class MilvusIndex:
                 ids[row, column] = int(hit["id"])
                 scores[row, column] = float(hit["distance"])
         return scores, ids
+
+    def _search_params(self, limit: int) -> dict[str, int]:
+        if self.index_type == "ivf":
+            lists = self._params.ivf_nlist or IVF_LISTS
+            return {"nprobe": self._params.ivf_nprobe or min(lists, 32)}
+        if self.index_type == "hnsw":
+            return {"ef": max(self._params.hnsw_ef_search, limit)}  # Milvus needs ef >= limit
+        return {}
 
     def serialize(self) -> bytes:
         raise NotImplementedError("a Milvus index lives in Milvus: it is reopened, not loaded")
