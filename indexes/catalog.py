@@ -211,7 +211,9 @@ class Catalog:
         reader = IndexReader(self.store, state)
         if changed and not self.readonly:
             self._reader = reader
-            self.save()
+            # A state built afresh (no usable snapshot, or another vector backend) replaces
+            # the snapshot of the build it could not use; otherwise every open rebuilds.
+            self.save(replace_build=manifest is None or manifest.build_id != state.build_id)
         return reader
 
     # -- writes ------------------------------------------------------------------------------

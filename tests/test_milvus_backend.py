@@ -160,6 +160,12 @@ def test_switching_backend_builds_from_stored_embeddings_either_way(tmp_path: Pa
     with _open(tmp_path) as catalog:  # to Milvus: built from the store, nothing re-embedded
         assert isinstance(catalog.reader.state.dense, MilvusIndex)
         _agrees(catalog)
+        built = catalog.reader.state.build_id
+    with _open(tmp_path) as catalog:  # the Milvus build replaced the FAISS snapshot: reopened
+        assert catalog.reader.state.build_id == built
+        assert json.loads((tmp_path / "index" / "manifest.json").read_text())["vector_backend"] == (
+            "milvus"
+        )
         assert {t: _top(catalog, t) for t in TOPICS.values()} == on_faiss
         name = catalog.reader.state.dense.collection  # type: ignore[union-attr]
         catalog.rebuild("flat")  # aside, swapped in, the replaced collection dropped
