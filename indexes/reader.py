@@ -240,27 +240,28 @@ class IndexReader:
                 return cached
         owners = state.owners
         chunks = owners.documents >= 0
-        terms: list[str] = []  # the filter as Milvus expression terms
+        terms: list[tuple[str, Sequence[int] | np.ndarray]] = []  # for a Milvus expression
         if collection_id is not None:
             chunks &= owners.collections == collection_id
-            terms.append(f"collection == {int(collection_id)}")
+            terms.append(("collection", [collection_id]))
         if filters.collections is not None:
             ids = self.store.collection_ids(filters.collections)
             chunks &= np.isin(owners.collections, np.asarray(ids, dtype=owners.collections.dtype))
-            terms.append(_members("collection", ids))
+            terms.append(("collection", ids))
         if filters.document_ids:
             chunks &= np.isin(owners.documents, np.asarray(filters.document_ids, dtype=np.int64))
-            terms.append(_members("document", filters.document_ids))
+            terms.append(("document", filters.document_ids))
         if filters.media_types or filters.metadata:
             where, params = SearchFilter(
                 media_types=filters.media_types, metadata=filters.metadata
             ).where()
             documents = self.store.document_ids_where(where, params)
             chunks &= np.isin(owners.documents, documents)
-            terms.append(_members("document", documents))
+            terms.append(("document", documents))
         expression = ""
-        if isinstance(state.dense, MilvusIndex) and all(terms):
-            expression = " and ".join(f"({t})" for t in terms)
+        if isinstance(state.dense, MilvusIndex):  # FAISS takes the bitmap: no strings made
+            members = [_members(field, values) for field, values in terms]
+            expression = " and ".join(f"({m})" for m in members) if all(members) else ""
         lexical_ids = state.lexical.chunk_ids
         inside = lexical_ids < len(chunks)
         lexical = np.zeros(len(lexical_ids), dtype=bool)

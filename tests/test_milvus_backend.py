@@ -82,7 +82,7 @@ def test_milvus_collection_follows_the_store_with_filters_inside_milvus(tmp_path
             SearchFilter(collection="other"),
             catalog.store.collection_id("other"),
         )
-        assert mask.expression.startswith("(collection == ")
+        assert mask.expression.startswith("(collection in [")
         assert set(_top(catalog, "lava and magma", collection="other")) <= {
             "orchard.txt",
             "comet.txt",
