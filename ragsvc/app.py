@@ -979,6 +979,7 @@ async def ready(state: State) -> Ready:
         model=services.encoder.model_id,
         index=index.dense.spec,
         jobs=await services.reads.job_counts(),
+        query_runtime=getattr(services.encoder.embedder, "runtime", "torch"),
         lexical_entries=len(index.lexical),
         change_seq=index.change_seq,
         worker=WorkerInfo(
@@ -1003,9 +1004,9 @@ def create_app(
     """The application; parts not given are built from `settings` when it starts.
 
     `embedder` embeds queries (and, with `ingest_worker = "thread"`, documents too); by
-    default queries go through `ingest.load_query_embedder` (ONNX Runtime where it can) and
-    documents through the worker process's own embedder. `tracer_provider` (an OpenTelemetry
-    `TracerProvider`) takes the spans; without one, the `tracing` setting decides.
+    default queries go through `ingest.load_query_embedder` (OpenVINO or ONNX Runtime where
+    it can) and documents through the worker process's own embedder. `tracer_provider` (an
+    OpenTelemetry `TracerProvider`) takes the spans; without one, the `tracing` setting decides.
     """
     observed = Metrics()
     if tracer_provider is None and settings.tracing:

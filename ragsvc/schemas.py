@@ -187,6 +187,8 @@ class Ready(msgspec.Struct, frozen=True):
     model: str
     index: str
     jobs: dict[str, int]
+    query_runtime: str = ""
+    """What embeds queries: `openvino-bf16`, `onnxruntime-fp32`, or `torch`."""
     lexical_entries: int = 0
     """Chunks in the served BM25 index (equal to `vectors` once caught up)."""
     change_seq: int = 0

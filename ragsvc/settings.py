@@ -35,7 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     embedding_device: str = "cpu"
     embedding_batch_size: Annotated[int, Meta(ge=1, le=4096)] = 32
     embedding_precision: Literal["auto", "fp32", "bf16"] = "auto"
-    query_runtime: Literal["auto", "onnx", "torch"] = "auto"
+    query_runtime: Literal["auto", "openvino", "onnx", "torch"] = "auto"
     query_threads: Annotated[int, Meta(ge=0, le=256)] = 0
     query_cache_size: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
     query_batch_wait_ms: Annotated[float, Meta(ge=0, le=100)] = 0.0
@@ -200,16 +200,18 @@ SETTINGS_HELP: dict[str, str] = {
         "to fp32; fp32 elsewhere), `fp32` or `bf16`."
     ),
     "query_runtime": (
-        "What embeds queries: `auto` (the model exported once to ONNX Runtime, cached in "
-        "`model_cache_dir`, checked against torch, about three times faster for one "
-        "query and without torch in the server; torch where that is not possible), `onnx` "
-        "(refuse to start without it) or `torch`."
+        "What embeds queries: `auto` (the model exported once to ONNX, cached in "
+        "`model_cache_dir`, and run by OpenVINO, in bf16 where the CPU has it, or else ONNX "
+        "Runtime: each held at load to cosine 0.9999 to torch's vectors, several times faster "
+        "than torch for one query and without torch in the server; torch where neither is "
+        "possible), `openvino` or `onnx` (refuse to start without it), or `torch`. "
+        '`embedding_precision = "fp32"` keeps OpenVINO in fp32.'
     ),
     "model_cache_dir": (
         "Folder for models derived from `embedding_model` (the ONNX export); empty means "
         "`models/` in the data folder. Several data folders may share one."
     ),
-    "query_threads": "Threads ONNX Runtime uses per query forward pass (0: every core).",
+    "query_threads": "Threads the query runtime uses per forward pass (0: every core).",
     "query_cache_size": (
         "Query embeddings kept in memory, keyed by the exact text (repeated questions skip "
         "the model; the answerer reuses retrieval's vector)."

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from ingest import (
     load_query_embedder,
 )
 from ingest.chunking import sentence_spans
-from ingest.embed.onnx_runtime import OnnxEmbedder
+from ingest.embed import onnx_folder
+from ingest.embed.exported import ExportedEmbedder, load_export
+from ingest.errors import EmbedderUnavailable
 from ingest.sources import TextSource
 from ragsvc.answering.extractive import ExtractiveBackend
 from ragsvc.job_queue import JobQueue, NewJob
@@ -38,22 +41,46 @@ from tests.conftest import dataset, write_corpus
 def onnx_embedder() -> Embedder:
     cache = os.environ["RAGSVC_MODEL_CACHE_DIR"]  # set by conftest for the session
     embedder = load_query_embedder(EmbedderConfig(onnx_cache=cache, query_runtime="onnx"))
-    assert isinstance(embedder, OnnxEmbedder)
+    assert isinstance(embedder, ExportedEmbedder)
+    assert embedder.runtime == "onnxruntime-fp32"
     return embedder
 
 
-def test_onnx_query_embeddings_equal_torch_on_every_scifact_query(
-    onnx_embedder: Embedder, embedder: Embedder
-) -> None:
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_query_runtimes_embed_every_scifact_query_as_torch_fp32_does(runtime: str) -> None:
+    cache = os.environ["RAGSVC_MODEL_CACHE_DIR"]
+    query_embedder = load_query_embedder(EmbedderConfig(onnx_cache=cache, query_runtime=runtime))
+    assert isinstance(query_embedder, ExportedEmbedder)
+    assert query_embedder.runtime.startswith(
+        {"onnx": "onnxruntime", "openvino": "openvino"}[runtime]
+    )
+    fp32 = load_embedder(EmbedderConfig(precision="fp32"))
     path = dataset("scifact", "queries.jsonl")
     queries = [json.loads(line)["text"] for line in path.read_text().splitlines()]
-    reference = embedder.embed_documents(queries)
-    one_by_one = np.stack([onnx_embedder.embed_query(q) for q in queries])
+    reference = fp32.embed_documents(queries)
+    one_by_one = np.stack([query_embedder.embed_query(q) for q in queries])
     assert len(queries) > 1000
     assert float((one_by_one * reference).sum(axis=1).min()) >= 0.9999
-    assert onnx_embedder.token_offsets("Tides follow the moon.") == embedder.token_offsets(
+    assert query_embedder.token_offsets("Tides follow the moon.") == fp32.token_offsets(
         "Tides follow the moon."
     )
+
+
+def test_auto_prefers_openvino_and_a_runtime_that_embeds_differently_is_refused(
+    tmp_path: Path,
+) -> None:
+    cache = os.environ["RAGSVC_MODEL_CACHE_DIR"]
+    auto = load_query_embedder(EmbedderConfig(onnx_cache=cache))
+    assert isinstance(auto, ExportedEmbedder)
+    assert auto.runtime.startswith("openvino")
+    folder = tmp_path / "export"
+    source = onnx_folder(EmbedderConfig(onnx_cache=cache))
+    assert source is not None
+    shutil.copytree(source, folder)
+    check = np.load(folder / "check.npy")
+    np.save(folder / "check.npy", np.roll(check, 1, axis=0))  # vectors of other texts
+    with pytest.raises(EmbedderUnavailable, match="embeds differently"):
+        load_export(folder, runtime="onnx")
 
 
 def test_concurrent_queries_share_forward_passes_and_get_their_own_vectors(

@@ -3,11 +3,12 @@ factories every command and the service use.
 
     load_embedder(config)        the embedder for documents (batches): sentence-transformers,
                                  in bf16 where the CPU has it; loaded once per process
-    load_query_embedder(config)  the embedder for one short text at a time: the same model on
-                                 ONNX Runtime, exported once in a child process and cached
-                                 (`onnx_cache`), or the document embedder where that is not
-                                 possible (another architecture, a custom embedder, a failed
-                                 export check)
+    load_query_embedder(config)  the embedder for one short text at a time: the same model
+                                 exported once to ONNX in a child process and cached
+                                 (`onnx_cache`), run by OpenVINO (bf16 where the CPU has it)
+                                 or ONNX Runtime, whichever is installed first in that order;
+                                 or the document embedder where none is possible (another
+                                 architecture, a custom embedder, a failed export check)
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from ingest.embed.sentence_transformer import (
 from ingest.errors import EmbedderUnavailable
 
 EMBEDDERS: dict[str, type] = {"sentence-transformers": SentenceTransformerEmbedder}
-QueryRuntime = Literal["auto", "onnx", "torch"]
+QueryRuntime = Literal["auto", "openvino", "onnx", "torch"]
+AUTO_RUNTIMES = ("openvino", "onnx")
+"""What `query_runtime = "auto"` tries, in order, before torch."""
 EXPORT_TIMEOUT = 900.0
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class EmbedderConfig(msgspec.Struct, frozen=True):
     precision: Precision = "auto"
     query_runtime: QueryRuntime = "auto"
     query_threads: int = 0
-    """ONNX Runtime threads for queries; 0 lets it use every core."""
+    """Threads of the query runtime (OpenVINO, ONNX Runtime); 0 lets it use every core."""
     onnx_cache: str = ""
     """Folder where ONNX exports are kept (one subfolder per model); empty: no export."""
 
@@ -90,23 +93,36 @@ def load_query_embedder(config: EmbedderConfig = DEFAULT_CONFIG) -> Embedder:
     export is cached or can be made."""
     if config.query_runtime == "torch" or config.backend != "sentence-transformers":
         return load_embedder(config)
+    required = config.query_runtime != "auto"
     folder = onnx_folder(config)
-    if folder is not None:
-        try:
-            from ingest.embed.onnx_runtime import load_export
+    if folder is None:
+        if required:
+            raise EmbedderUnavailable(
+                f"model {config.model!r} cannot be exported to ONNX (a local mean-pooled "
+                "sentence-transformers folder is needed)"
+            )
+        return load_embedder(config)
+    from ingest.embed.exported import load_export
 
-            if not _export_is_current(folder, config):
-                _export(config, folder)
-            return load_export(folder, threads=config.query_threads)
+    try:
+        if not _export_is_current(folder, config):
+            _export(config, folder)
+    except (OSError, ValueError, KeyError) as error:
+        if required:
+            raise EmbedderUnavailable(f"ONNX export unavailable: {error}") from None
+        logger.warning("ONNX export unavailable (%s); using torch for queries", error)
+        return load_embedder(config)
+    problems = []
+    for runtime in AUTO_RUNTIMES if config.query_runtime == "auto" else (config.query_runtime,):
+        try:
+            return load_export(
+                folder, runtime=runtime, threads=config.query_threads, precision=config.precision
+            )
         except (EmbedderUnavailable, OSError, ValueError, KeyError) as error:
-            if config.query_runtime == "onnx":
-                raise EmbedderUnavailable(f"ONNX query embedder unavailable: {error}") from None
-            logger.warning("ONNX query embedder unavailable (%s); using torch for queries", error)
-    elif config.query_runtime == "onnx":
-        raise EmbedderUnavailable(
-            f"model {config.model!r} cannot be exported to ONNX (a local mean-pooled "
-            "sentence-transformers folder is needed)"
-        )
+            problems.append(f"{runtime}: {error}")
+    if required:
+        raise EmbedderUnavailable(f"query runtime unavailable ({'; '.join(problems)})")
+    logger.warning("no query runtime for the export (%s); using torch", "; ".join(problems))
     return load_embedder(config)
 
 

@@ -5,9 +5,11 @@
 The transformer is traced with `torch.onnx.export` (TorchScript path, opset 17, eager
 attention, dynamic batch and sequence axes), then ONNX Runtime's transformer optimizer fuses
 attention, layer norms and GELU. The result is checked against the torch model on texts of
-every length up to the model's limit: the export is refused unless every cosine is at least
-`MIN_COSINE`. DIR receives `model.onnx`, `tokenizer.json` and `export.json` (what was
-exported, from which weights, and the cosine reached), written aside and renamed into place.
+every length up to the model's limit: the export is refused unless ONNX Runtime reaches
+`MIN_COSINE` on every one. DIR receives `model.onnx`, `tokenizer.json`, `check.npy` (torch's
+fp32 vectors of the check texts, which every runtime is held to when it loads the export) and
+`export.json` (what was exported, from which weights, and the cosine reached), written aside
+and renamed into place.
 
 It runs in a child process of whoever needs it, so that torch is never loaded by the server.
 """
@@ -27,18 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from ingest.embed.exported import CHECK_FILE, check_texts, load_export, min_cosine
 from ingest.embed.sentence_transformer import mean_pooled_model, resolve_model
+from ingest.errors import EmbedderUnavailable
 
-MIN_COSINE = 0.9999
-EXPORT_FORMAT = 1
-_CHECK_TEXTS = [
-    "What causes tides?",
-    "0-dimensional biomaterials show inductive properties.",
-    "A deficiency of vitamin B12 increases blood levels of homocysteine.",
-    "Die Gezeiten entstehen durch die Anziehungskraft des Mondes.",
-    "数学是研究数量、结构、变化以及空间等概念的一门学科。",
-    "x",
-]
+EXPORT_FORMAT = 2
 
 
 def weights_identity(source: str) -> dict[str, Any]:
@@ -103,27 +98,30 @@ def export(model: str, out: Path) -> dict[str, Any]:
         raw.unlink()
         shutil.copy(Path(source) / "tokenizer.json", work / "tokenizer.json")
 
-        from ingest.embed.onnx_runtime import OnnxEmbedder
-
-        long_text = " ".join(_CHECK_TEXTS[2].split() * 60)
-        texts = [*_CHECK_TEXTS, long_text]
-        candidate = OnnxEmbedder(work, model_id, max_tokens=max_tokens, threads=2)
-        expected = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-        one_by_one = np.stack([candidate.embed_query(t) for t in texts])
-        batched = candidate.embed_documents(texts)
-        cosine = float(min((one_by_one * expected).sum(1).min(), (batched * expected).sum(1).min()))
-        if cosine < MIN_COSINE:
-            raise ValueError(f"the ONNX export embeds differently (min cosine {cosine:.6f})")
-        manifest = {
+        expected = reference.encode(
+            check_texts(), normalize_embeddings=True, convert_to_numpy=True
+        ).astype(np.float32)
+        np.save(work / CHECK_FILE, expected, allow_pickle=False)
+        manifest: dict[str, Any] = {
             "format": EXPORT_FORMAT,
             "model_id": model_id,
             "source": source,
             "weights": weights_identity(source),
             "dimension": int(expected.shape[1]),
             "max_tokens": max_tokens,
-            "min_cosine": cosine,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        (work / "export.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        cosines = {}
+        for runtime in ("onnx", "openvino"):
+            try:
+                candidate = load_export(work, runtime=runtime, threads=2)  # held to check.npy
+            except EmbedderUnavailable as error:
+                if runtime == "onnx":
+                    raise ValueError(f"the ONNX export is unusable: {error}") from None
+                continue  # not installed: checked in the same way whenever it loads
+            cosines[candidate.runtime] = min_cosine(candidate, expected)
+        manifest["min_cosine"] = cosines
         (work / "export.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
