@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -382,12 +383,17 @@ def upload_all(
             )
             assert response.status_code == 202, response.text
             probe["queued_before"] = float(acknowledged)
+            job_id = response.json()["jobs"][0]["id"]
             while not stop.is_set():
                 hits = client.post(
                     "/search", json={"query": PROBE_QUERY, "k": 3, "mode": "lexical"}
                 ).json()["results"]
                 if hits and hits[0]["source_name"] == "probe.txt":
                     probe["searchable_after_s"] = time.perf_counter() - sent
+                    job = client.get(f"/jobs/{job_id}").json()
+                    created = _timestamp(job["created_at"])
+                    probe["taken_after_s"] = _timestamp(job["started_at"]) - created
+                    probe["stored_after_s"] = _timestamp(job["finished_at"]) - created
                     return
                 time.sleep(0.1)
 
@@ -429,6 +435,10 @@ def upload_all(
     }
 
 
+def _timestamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def ingest_stage(
     scratch: Path, corpus: Path, queries: list[str], batch: int, interval: float
 ) -> dict[str, Any]:
@@ -467,10 +477,12 @@ def ingest_stage(
         f"{len(loaded['search_errors'])} errors"
     )
     probe = loaded["probe"]
+    nan = float("nan")
     print(
         f"one-page document uploaded after {probe.get('queued_before', 0):.0f} files were "
-        f"queued: searchable {probe.get('searchable_after_s', float('nan')):.1f} s after its "
-        f"upload"
+        f"queued: searchable {probe.get('searchable_after_s', nan):.1f} s after its upload "
+        f"(its job taken after {probe.get('taken_after_s', nan):.1f} s, stored after "
+        f"{probe.get('stored_after_s', nan):.1f} s)"
     )
     print(f"ingestion throughput with searches / without: {ratio:.2f}\n")
     return {

@@ -37,8 +37,9 @@ SETTINGS_VARIABLE = "RAGSVC_WORKER_SETTINGS"
 PARENT_VARIABLE = "RAGSVC_WORKER_PARENT"
 LOCK_NAME = "worker.lock"
 EXIT_BUSY = 3
-LOOKAHEAD = 16
-"""Documents prepared ahead of the embedder: small, so a new upload is taken soon."""
+LOOKAHEAD = 4
+"""Documents prepared ahead of the embedder: enough to keep it fed (extraction is fast beside
+embedding), few so that a job uploaded behind thousands is taken, and embedded, soon."""
 logger = logging.getLogger("ragsvc.worker")
 
 
