@@ -32,7 +32,7 @@ from ingest.chunking import Chunker, sentence_spans
 from ingest.embed.base import Embedder, SentenceEmbedder
 from ingest.errors import EmptyDocument, IngestError
 from ingest.extract import Extracted, extract
-from ingest.sources import Source
+from ingest.sources import Loaded, Source
 
 Status = Literal["added", "replaced", "unchanged", "failed"]
 
@@ -263,10 +263,7 @@ class IngestPipeline:
 
     def _embed(self, texts: list[str]) -> list[ChunkEmbedding]:
         started = time.perf_counter()
-        if isinstance(self.embedder, SentenceEmbedder):
-            embedded = self.embedder.embed_chunks(texts, [sentence_spans(t) for t in texts])
-        else:
-            embedded = [ChunkEmbedding(v) for v in self.embedder.embed_documents(texts)]
+        embedded = embed_texts(self.embedder, texts)
         if self.on_batch is not None:
             self.on_batch(len(texts), time.perf_counter() - started)
         return embedded
@@ -281,39 +278,77 @@ class IngestPipeline:
         try:
             if on_stage is not None:
                 on_stage(source.key, "extracting", None, None)
-            loaded = source.load()
-            collection = loaded.collection or collection
-            sha256 = hashlib.sha256(loaded.data).hexdigest()
-            existing = self.catalog.store.find_by_sha256(collection, sha256)
-            if existing is not None:
-                return DocumentOutcome(source.name, "unchanged", source.key, existing)
-            extracted = loaded.extracted or self.extractor(loaded.data, source.name)
-            chunks = self.chunker.chunk(extracted)
-            if not chunks:
-                raise EmptyDocument("no text to index")
+            loaded = load_new(self.catalog, source, collection)
+            if isinstance(loaded, DocumentOutcome):
+                return loaded
+            document, capped = build_document(
+                loaded, source.name, collection, metadata, self.extractor, self.chunker
+            )
         except IngestError as error:
             return DocumentOutcome(source.name, "failed", source.key, reason=str(error))
         except OSError as error:
             reason = f"cannot read: {error.strerror}"
             return DocumentOutcome(source.name, "failed", source.key, reason=reason)
         if on_stage is not None:
-            on_stage(source.key, "embedding", extracted.page_count, len(chunks))
-        return _Prepared(
-            source.key,
-            NewDocument(
-                collection=collection,
-                source_name=source.name,
-                external_id=loaded.external_id,
-                media_type=extracted.media_type,
-                sha256=sha256,
-                byte_size=len(loaded.data),
-                char_count=len(extracted.text),
-                page_count=extracted.page_count,
-                metadata={**metadata, **loaded.metadata},
-                chunks=chunks,
-            ),
-            extracted.capped,
-        )
+            on_stage(source.key, "embedding", document.page_count, len(document.chunks))
+        return _Prepared(source.key, document, capped)
+
+
+class NewBytes(NamedTuple):
+    """A loaded source whose bytes are not yet in its collection."""
+
+    loaded: Loaded
+    collection: str
+    sha256: str
+
+
+def load_new(catalog: Catalog, source: Source, collection: str) -> NewBytes | DocumentOutcome:
+    """Read a source and hash its bytes: an "unchanged" outcome when its collection already
+    holds them. Raises what `Source.load` raises."""
+    loaded = source.load()
+    collection = loaded.collection or collection
+    sha256 = hashlib.sha256(loaded.data).hexdigest()
+    existing = catalog.store.find_by_sha256(collection, sha256)
+    if existing is not None:
+        return DocumentOutcome(source.name, "unchanged", source.key, existing)
+    return NewBytes(loaded, collection, sha256)
+
+
+def build_document(
+    new: NewBytes,
+    name: str,
+    collection: str,
+    metadata: dict[str, Any],
+    extractor: Callable[[bytes, str], Extracted],
+    chunker: Chunker,
+) -> tuple[NewDocument, str | None]:
+    """Extract (unless the source is text already) and chunk: the document to embed, and
+    the limit that cut it short, if one did. Raises `IngestError` subclasses."""
+    loaded = new.loaded
+    extracted = loaded.extracted or extractor(loaded.data, name)
+    chunks = chunker.chunk(extracted)
+    if not chunks:
+        raise EmptyDocument("no text to index")
+    document = NewDocument(
+        collection=new.collection or collection,
+        source_name=name,
+        external_id=loaded.external_id,
+        media_type=extracted.media_type,
+        sha256=new.sha256,
+        byte_size=len(loaded.data),
+        char_count=len(extracted.text),
+        page_count=extracted.page_count,
+        metadata={**metadata, **loaded.metadata},
+        chunks=chunks,
+    )
+    return document, extracted.capped
+
+
+def embed_texts(embedder: Embedder, texts: list[str]) -> list[ChunkEmbedding]:
+    """Chunk embeddings of `texts`, with sentence vectors where the embedder pools them."""
+    if isinstance(embedder, SentenceEmbedder):
+        return embedder.embed_chunks(texts, [sentence_spans(t) for t in texts])
+    return [ChunkEmbedding(v) for v in embedder.embed_documents(texts)]
 
 
 def _drain(items: queue.Queue[Any]) -> None:

@@ -25,7 +25,6 @@ from indexes.catalog import DATABASE_NAME
 from indexes.fusion import MODES
 from indexes.vectors import INDEX_CHOICES
 from ingest import (
-    Chunker,
     DocumentOutcome,
     Embedder,
     EmbedderUnavailable,
@@ -37,10 +36,12 @@ from ingest import (
     load_query_embedder,
     reembed,
 )
-from ingest.sandbox import make_extractor
+from ingest.ray_engine import RayIngestPipeline
 from ingest.sources import FileSource, Source, count_lines
+from ragsvc import ingestion
 from ragsvc.answering.prompts import TemplateError
 from ragsvc.audit import AuditEntry, AuditLog
+from ragsvc.ingestion import Engine
 from ragsvc.keys import SCOPES, KeyStore
 from ragsvc.logs import configure_logging
 from ragsvc.retrieval import retrieve
@@ -78,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
         help='PATHs are JSONL files of {"_id", "title", "text"} records, one document each',
     )
     ingest.add_argument("--metadata", help="JSON object stored with every document")
+    ingest.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="extract, chunk and embed here or on Ray (default: setting ingest_engine)",
+    )
+    ingest.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster (HOST:PORT, ray://HOST:10001, auto); default: setting ray_address, "
+        "or a local Ray started for the run",
+    )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     search = commands.add_parser("search", help="top chunks for a query")
@@ -277,13 +289,11 @@ def open_catalog(settings: Settings, embedder: Embedder | None = None, **options
     )
 
 
-def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
+def make_pipeline(
+    settings: Settings, catalog: Catalog, embedder: Embedder, engine: Engine | None = None
+) -> IngestPipeline | RayIngestPipeline:
     try:
-        return Chunker(
-            embedder,
-            max_tokens=settings.chunk_max_tokens or None,
-            overlap=settings.chunk_overlap_tokens,
-        )
+        return ingestion.make_pipeline(settings, catalog, embedder, engine=engine)
     except ValueError as error:
         raise CommandError(f"invalid chunk settings: {error}") from None
 
@@ -307,17 +317,12 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         if not sources:
             raise CommandError("no files to ingest in the given folders (try --recursive)")
 
+    if args.ray_address is not None:
+        settings = msgspec.structs.replace(settings, ray_address=args.ray_address)
     lower_priority(settings)
     embedder = make_embedder(settings)
-    chunker = make_chunker(settings, embedder)
     with open_catalog(settings, embedder) as catalog:
-        pipeline = IngestPipeline(
-            catalog,
-            embedder,
-            chunker,
-            pool_chunks=settings.ingest_pool_chunks,
-            extractor=make_extractor(settings.extraction_limits, sandbox=settings.extract_sandbox),
-        )
+        pipeline = make_pipeline(settings, catalog, embedder, args.engine)
         try:
             report = _run_with_progress(pipeline, sources, total, collection, metadata, args)
         finally:
@@ -351,7 +356,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(
-    pipeline: IngestPipeline,
+    pipeline: IngestPipeline | RayIngestPipeline,
     sources: Sequence[Source] | Any,
     total: int,
     collection: str,
@@ -769,18 +774,9 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
                         return _print_sync(report)
             lower_priority(settings)
             embedder = make_embedder(settings)
-        chunker = make_chunker(settings, embedder)
         with open_catalog(settings, embedder) as catalog:
             todo = sync.plan(catalog, folder, collection)
-            pipeline = IngestPipeline(
-                catalog,
-                embedder,
-                chunker,
-                pool_chunks=settings.ingest_pool_chunks,
-                extractor=make_extractor(
-                    settings.extraction_limits, sandbox=settings.extract_sandbox
-                ),
-            )
+            pipeline = make_pipeline(settings, catalog, embedder)
 
             def ingest(sources: list[FileSource]) -> Iterator[tuple[str, str, str | None]]:
                 report = _run_with_progress(pipeline, sources, len(sources), collection, {}, args)

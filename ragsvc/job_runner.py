@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from ingest import IngestPipeline
 from ingest.pipeline import DocumentOutcome, Stage
+from ingest.ray_engine import RayIngestPipeline
 from ingest.sources import Loaded
 from ragsvc.job_queue import Job, JobQueue
 
@@ -45,7 +46,7 @@ class JobRunner:
     def __init__(
         self,
         jobs: JobQueue,
-        pipeline: IngestPipeline,
+        pipeline: IngestPipeline | RayIngestPipeline,
         *,
         idle_after: float = 1.0,
         poll: float = 0.25,

@@ -7,7 +7,9 @@
                                                                   gets exactly its own vector
 
 A query that arrives while a forward pass runs waits for the next one and shares it with the
-others that arrived meanwhile; `batch_wait` (seconds) can hold an idle batcher a little longer
+others that arrived meanwhile (at most `max_batch`: on two cores a batch of 4 or 8 queries
+cost about 3.2 ms a query against 4.4 alone, and longer batches only pad more and hold more
+memory); `batch_wait` (seconds) can hold an idle batcher a little longer
 for company. Identical questions in one batch are embedded once. Answers to repeated
 questions come from an LRU cache keyed by the exact text, which is also how the extractive
 answerer reuses the vector retrieval computed: a question is embedded once per request.
@@ -42,7 +44,7 @@ class QueryEncoder:
         embedder: Embedder,
         *,
         cache_size: int = 1024,
-        max_batch: int = 32,
+        max_batch: int = 8,
         batch_wait: float = 0.0,
     ) -> None:
         self.embedder = embedder

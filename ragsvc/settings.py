@@ -19,6 +19,7 @@ from msgspec import Meta
 from indexes.vectors import VectorParams
 from ingest.embed import EmbedderConfig
 from ingest.extract.base import ExtractionLimits
+from ingest.ray_engine import RayOptions
 
 ENV_PREFIX = "RAGSVC_"
 CONFIG_ENV = "RAGSVC_CONFIG"
@@ -67,6 +68,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     refresh_interval: Annotated[float, Meta(gt=0, le=60)] = 0.25
     ingest_worker: Literal["process", "thread"] = "process"
     worker_nice: Annotated[int, Meta(ge=0, le=19)] = 10
+    ingest_engine: Literal["local", "ray"] = "local"
+    ray_address: str = ""
+    ray_actors: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    ray_actor_cpus: Annotated[float, Meta(gt=0, le=1024)] = 2.0
+    ray_batch_documents: Annotated[int, Meta(ge=1, le=100_000)] = 32
+    ray_commit_chunks: Annotated[int, Meta(ge=1, le=1_000_000)] = 512
     job_max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
     default_collection: Annotated[str, Meta(min_length=1, max_length=200)] = "default"
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
@@ -149,6 +156,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             backend=self.vector_backend,
             milvus_uri=self.milvus_uri,
             milvus_token=self.milvus_token,
+        )
+
+    @property
+    def ray_options(self) -> RayOptions:
+        return RayOptions(
+            address=self.ray_address,
+            actors=self.ray_actors,
+            actor_cpus=self.ray_actor_cpus,
+            batch_documents=self.ray_batch_documents,
+            commit_chunks=self.ray_commit_chunks,
         )
 
     @property
@@ -293,6 +310,23 @@ SETTINGS_HELP: dict[str, str] = {
         "Where the server runs ingestion jobs: `process` (a worker process it starts and "
         "restarts, at lower CPU priority, the single writer of documents) or `thread` (inside "
         "the server process, for tests and small set-ups)."
+    ),
+    "ingest_engine": (
+        "Where the worker and `ragsvc ingest` extract, chunk and embed: `local` (in the "
+        "process) or `ray` (Ray Data batches on an actor pool that holds the model; needs "
+        "`pip install 'ragsvc[ray]'`). The process stays the single writer either way."
+    ),
+    "ray_address": (
+        'The Ray cluster for `ingest_engine = "ray"`: `HOST:PORT` of a cluster this machine '
+        "is a node of, `ray://HOST:10001` (Ray Client) or `auto`; empty starts a local Ray "
+        "inside the process."
+    ),
+    "ray_actors": "Embedding actors on Ray, each holding one copy of the model.",
+    "ray_actor_cpus": "CPUs each Ray actor reserves (and its torch threads).",
+    "ray_batch_documents": "Documents per Ray actor call (one Ray Data batch).",
+    "ray_commit_chunks": (
+        "Chunks per store transaction when results come back from Ray: a document is "
+        "acknowledged once its transaction commits."
     ),
     "worker_nice": (
         "Niceness added to the ingestion worker and to `ragsvc ingest` and `rebuild`, so "

@@ -25,8 +25,8 @@ from types import FrameType
 import msgspec
 
 from indexes import Catalog
-from ingest import Chunker, Embedder, IngestPipeline, load_embedder
-from ingest.sandbox import make_extractor
+from ingest import Embedder, load_embedder
+from ragsvc.ingestion import make_pipeline
 from ragsvc.job_queue import JobQueue
 from ragsvc.job_runner import JobRunner
 from ragsvc.logs import configure_logging
@@ -93,18 +93,12 @@ def build_runner(settings: Settings, embedder: Embedder | None = None) -> tuple[
         lexical_b=settings.lexical_b,
         vector_params=settings.vector_params,
     )
-    chunker = Chunker(
-        embedder,
-        max_tokens=settings.chunk_max_tokens or None,
-        overlap=settings.chunk_overlap_tokens,
-    )
-    pipeline = IngestPipeline(
+    pipeline = make_pipeline(
+        settings,
         catalog,
         embedder,
-        chunker,
         pool_chunks=settings.worker_pool_chunks,
         lookahead=LOOKAHEAD,
-        extractor=make_extractor(settings.extraction_limits, sandbox=settings.extract_sandbox),
         on_batch=EmbeddingStats(settings.data_path / WORKER_METRICS).record,
     )
     queue = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)

@@ -18,6 +18,8 @@ import numpy as np
 from ingest.embed.exported import ArithmeticHint
 from ingest.errors import EmbedderUnavailable
 
+RUNTIME_CACHE_SHAPES = 128
+
 
 class OpenVinoForward:
     def __init__(self, model_path: Path, threads: int, precision: ArithmeticHint) -> None:
@@ -32,6 +34,10 @@ class OpenVinoForward:
             "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
+            # Kernels prepared per input shape (batch x tokens) are kept for reuse; the default
+            # (5,000) let a server under varied load grow by 200 MB, while 128 keeps one
+            # query's latency (16 cost 40% on queries of every length).
+            "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_SHAPES,
         }
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
