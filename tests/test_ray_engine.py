@@ -216,25 +216,25 @@ def test_the_servers_worker_hands_upload_jobs_to_ray(tmp_path: Path, ray_address
     env = {"RAGSVC_INGEST_ENGINE": "ray", "RAGSVC_RAY_ADDRESS": ray_address}
     server = Server(tmp_path / "data", tmp_path / "server.log", env).start()
     try:
-        client = httpx.Client(base_url=server.url, timeout=60)
-        files = [
-            ("files", (f"note-{i}.txt", f"Note {i}: the quokka colony counted {i} adults.".encode(),
-                       "text/plain"))
-            for i in range(5)
-        ]  # fmt: skip
-        accepted = client.post("/documents", files=files)
-        assert accepted.status_code == 202, accepted.text
-        jobs = wait_jobs(client, [j["id"] for j in accepted.json()["jobs"]], timeout=300)
-        assert [j["state"] for j in jobs] == ["ready"] * 5
-        assert all(j["chunks_total"] == 1 for j in jobs)
-        deadline = time.monotonic() + 30
-        while True:
-            hits = client.post(
-                "/search", json={"query": "quokka colony adults", "k": 5, "mode": "lexical"}
-            ).json()["results"]
-            if len(hits) == 5 or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            notes = [f"Note {i}: the quokka colony counted {i} adults." for i in range(5)]
+            files = [
+                ("files", (f"note-{i}.txt", note.encode(), "text/plain"))
+                for i, note in enumerate(notes)
+            ]
+            accepted = client.post("/documents", files=files)
+            assert accepted.status_code == 202, accepted.text
+            jobs = wait_jobs(client, [j["id"] for j in accepted.json()["jobs"]], timeout=300)
+            assert [j["state"] for j in jobs] == ["ready"] * 5
+            assert all(j["chunks_total"] == 1 for j in jobs)
+            deadline = time.monotonic() + 30
+            while True:
+                hits = client.post(
+                    "/search", json={"query": "quokka colony adults", "k": 5, "mode": "lexical"}
+                ).json()["results"]
+                if len(hits) == 5 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
         assert sorted(h["source_name"] for h in hits) == [f"note-{i}.txt" for i in range(5)]
     finally:
         server.stop()
