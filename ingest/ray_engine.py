@@ -11,8 +11,9 @@ The driver reads every source itself, so the cluster needs no access to the file
 skips bytes its collection already holds before anything is sent. Documents go to Ray in
 windows (at most `WINDOW_DOCUMENTS` documents or `WINDOW_BYTES` bytes, or whatever arrived
 before the sources paused for `pause`), each one Ray Data run; within a window results stream
-back as each batch is done and are committed in transactions of bounded size, so the first
-documents are searchable long before the window ends. Each window starts its actors afresh
+back as each batch is done and are committed batch by batch (in transactions of at most
+`commit_chunks` chunks), so the first documents are searchable seconds after the actors
+start, long before the window ends. Each window starts its actors afresh
 (the model loads once per window, seconds against minutes of embedding in a full one).
 
 Nothing is lost or stored twice when any part dies: a document is acknowledged (reported)
@@ -375,7 +376,7 @@ class RayIngestPipeline:
             fn_constructor_args=(self._config,),
             batch_size=options.batch_documents,
             batch_format="numpy",
-            concurrency=options.actors,
+            compute=ray.data.ActorPoolStrategy(size=options.actors),
             num_cpus=options.actor_cpus,
         )
         pending: list[tuple[Embedded, NewDocument]] = []
@@ -398,12 +399,13 @@ class RayIngestPipeline:
                 if pending_chunks >= options.commit_chunks:
                     self._commit(pending, report)
                     pending, pending_chunks = [], 0
+            self._commit(pending, report)  # each batch as it arrives: searchable early
+            pending, pending_chunks = [], 0
             embedded += texts
             if self.on_batch is not None:
                 now = time.perf_counter()
                 self.on_batch(texts, now - last)
                 last = now
-        self._commit(pending, report)
         return embedded
 
     def _commit(
