@@ -41,6 +41,10 @@ def ray_address() -> Iterator[str]:
     that Ray Data's own tasks can run beside them."""
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # socket paths must stay short
     port = _free_port()
+    # Token authentication turns itself on once a token file exists (~/.ray/auth_token, made
+    # by any earlier local Ray); a loopback test cluster and its drivers go without it.
+    previous = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     started = subprocess.run(
         [
@@ -67,6 +71,10 @@ def ray_address() -> Iterator[str]:
     finally:
         subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=env, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = previous
 
 
 def _records(count: int) -> list[str]:
