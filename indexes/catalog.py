@@ -25,7 +25,7 @@ import numpy as np
 
 from indexes import recovery, snapshot
 from indexes.errors import CollectionNotFound, ModelMismatch, StoreMissing
-from indexes.fusion import Fusion, Mode, SearchFilter
+from indexes.fusion import FusionParams, Mode, SearchFilter
 from indexes.lexical import DEFAULT_B, DEFAULT_K1, Analyzer
 from indexes.reader import IndexReader, SearchHit, Stage, no_stage
 from indexes.recovery import LexicalSettings
@@ -413,25 +413,24 @@ class Catalog:
         text: str | None = None,
         mode: Mode = "dense",
         filters: SearchFilter | None = None,
-        fusion: Fusion = "rrf",
-        rrf_k: int = 60,
-        dense_weight: float = 0.5,
-        candidates: int = 100,
+        fusion: FusionParams | None = None,
         stage: Stage = no_stage,
     ) -> list[SearchHit]:
         """See `IndexReader.retrieve`."""
         return self.reader.retrieve(
-            k=k,
-            vector=vector,
-            text=text,
-            mode=mode,
-            filters=filters,
-            fusion=fusion,
-            rrf_k=rrf_k,
-            dense_weight=dense_weight,
-            candidates=candidates,
-            stage=stage,
+            k=k, vector=vector, text=text, mode=mode, filters=filters, fusion=fusion, stage=stage
         )
+
+    def candidates(
+        self,
+        *,
+        depth: int,
+        vector: np.ndarray | None = None,
+        text: str | None = None,
+        filters: SearchFilter | None = None,
+    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """See `IndexReader.candidates`."""
+        return self.reader.candidates(depth=depth, vector=vector, text=text, filters=filters)
 
     def hits(self, pairs: Sequence[tuple[int, float]]) -> list[SearchHit]:
         return self.reader.hits(pairs)

@@ -4,8 +4,11 @@ Fusion combines the dense (FAISS) and lexical (BM25) candidate lists:
 
 - reciprocal rank fusion: score = Σ 1 / (rrf_k + rank), rank counted from 1 in each list;
   it uses ranks only, so it needs no calibration between the two score scales;
-- weighted fusion: each list's scores min-max normalised to [0, 1] over its candidates, then
-  `dense_weight · dense + (1 - dense_weight) · lexical` (0 for a list a chunk is absent from).
+- weighted fusion: each list's scores normalised, then `dense_weight · dense + (1 -
+  dense_weight) · lexical` (0 for a list a chunk is absent from). Normalisation `minmax` maps
+  a list's candidates onto [0, 1]; `max` divides by the list's best score, so a score does not
+  depend on how deep the list goes; `zscore` subtracts the candidates' mean and divides by
+  their standard deviation.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import msgspec
 
 Mode = Literal["dense", "lexical", "hybrid"]
 Fusion = Literal["rrf", "weighted"]
+Normalisation = Literal["minmax", "max", "zscore"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
 MetadataValue = str | int | float | bool
 
@@ -65,6 +69,24 @@ class SearchFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return (" AND ".join(clauses) or "1"), params
 
 
+class FusionParams(msgspec.Struct, frozen=True):
+    """How hybrid retrieval fuses its two lists (the `fusion_*` settings)."""
+
+    method: Fusion = "rrf"
+    rrf_k: int = 60
+    dense_weight: float = 0.5
+    normalisation: Normalisation = "minmax"
+    candidates: int = 100
+    """Chunks each retriever contributes (at least the k asked for)."""
+
+    def fuse(
+        self, dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int, float]]
+    ) -> list[tuple[int, float]]:
+        if self.method == "rrf":
+            return fuse_rrf([dense, lexical], self.rrf_k)
+        return fuse_weighted(dense, lexical, self.dense_weight, self.normalisation)
+
+
 def fuse_rrf(
     lists: Sequence[Sequence[tuple[int, float]]], rrf_k: int = 60
 ) -> list[tuple[int, float]]:
@@ -79,15 +101,30 @@ def fuse_weighted(
     dense: Sequence[tuple[int, float]],
     lexical: Sequence[tuple[int, float]],
     dense_weight: float = 0.5,
+    normalisation: Normalisation = "minmax",
 ) -> list[tuple[int, float]]:
     scores: dict[int, float] = {}
     for ranked, weight in ((dense, dense_weight), (lexical, 1.0 - dense_weight)):
         if not ranked:
             continue
-        values = [score for _, score in ranked]
-        low, high = min(values), max(values)
-        span = high - low
-        for chunk_id, score in ranked:
-            normalised = (score - low) / span if span > 0 else 1.0
+        for chunk_id, normalised in zip(
+            (chunk_id for chunk_id, _ in ranked),
+            normalise([score for _, score in ranked], normalisation),
+            strict=True,
+        ):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + weight * normalised
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def normalise(values: list[float], normalisation: Normalisation) -> list[float]:
+    """A list's scores on a common scale (see the module docstring)."""
+    if normalisation == "max":
+        top = max(values)
+        return [v / top for v in values] if top > 0 else [1.0] * len(values)
+    if normalisation == "zscore":
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        return [(v - mean) / spread for v in values] if spread > 0 else [0.0] * len(values)
+    low, high = min(values), max(values)
+    span = high - low
+    return [(v - low) / span for v in values] if span > 0 else [1.0] * len(values)

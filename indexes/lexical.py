@@ -254,6 +254,11 @@ class LexicalIndex:
 
     # -- search ------------------------------------------------------------------------------
 
+    def set_parameters(self, k1: float, b: float) -> None:
+        """Score with other BM25 parameters from the next search on (nothing is rebuilt)."""
+        self.k1, self.b = k1, b
+        self._norm = None
+
     def _length_norm(self) -> np.ndarray:
         if self._norm is None or len(self._norm) != len(self.lengths):
             average = self._live_length / self._live_count if self._live_count else 1.0

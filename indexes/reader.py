@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
-from indexes.fusion import Fusion, Mode, SearchFilter, fuse_rrf, fuse_weighted
+from indexes.fusion import FusionParams, Mode, SearchFilter
 from indexes.recovery import apply, read_change
 from indexes.state import IndexState
 from indexes.store import Store
@@ -175,22 +175,20 @@ class IndexReader:
         text: str | None = None,
         mode: Mode = "dense",
         filters: SearchFilter | None = None,
-        fusion: Fusion = "rrf",
-        rrf_k: int = 60,
-        dense_weight: float = 0.5,
-        candidates: int = 100,
+        fusion: FusionParams | None = None,
         stage: Stage = no_stage,
     ) -> list[SearchHit]:
         """Top-k chunks by dense similarity, BM25, or both fused, among chunks that match
         `filters` (k of them whenever k match). `vector` is needed for dense and hybrid,
         `text` for lexical and hybrid; with a vector, every hit carries its similarity."""
         filters = filters or SearchFilter()
+        fusion = fusion or FusionParams()
         if mode in ("dense", "hybrid") and vector is None:
             raise ValueError(f"{mode} retrieval needs a query vector")
         if mode in ("lexical", "hybrid") and text is None:
             raise ValueError(f"{mode} retrieval needs the query text")
         collection_id = self.store.collection_id(filters.collection) if filters.collection else None
-        depth = max(k, candidates) if mode == "hybrid" else k
+        depth = max(k, fusion.candidates) if mode == "hybrid" else k
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
         with self._lock.reading():
@@ -213,10 +211,8 @@ class IndexReader:
                 ranked = dense
             elif mode == "lexical":
                 ranked = lexical
-            elif fusion == "rrf":
-                ranked = fuse_rrf([dense, lexical], rrf_k)
             else:
-                ranked = fuse_weighted(dense, lexical, dense_weight)
+                ranked = fusion.fuse(dense, lexical)
             hits = self.hits(ranked[:k])
         if mode == "hybrid":
             both = {i for i, _ in dense} & {i for i, _ in lexical}
@@ -230,6 +226,31 @@ class IndexReader:
         if missing:
             similarity.update(self.similarities(vector, missing))
         return [msgspec.structs.replace(h, similarity=similarity.get(h.chunk_id)) for h in hits]
+
+    def candidates(
+        self,
+        *,
+        depth: int,
+        vector: np.ndarray | None = None,
+        text: str | None = None,
+        filters: SearchFilter | None = None,
+    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """The dense and the lexical (chunk id, score) lists, `depth` deep, that hybrid
+        retrieval fuses (empty for the one whose input is None): for tuning fusion offline."""
+        filters = filters or SearchFilter()
+        collection_id = self.store.collection_id(filters.collection) if filters.collection else None
+        with self._lock.reading():
+            state = self._state
+            mask = None if filters.is_empty else self._mask(state, filters, collection_id)
+            if mask is not None and not mask.chunks.any():
+                return [], []
+            dense = [] if vector is None else _dense(state, vector, depth, mask)
+            lexical = (
+                []
+                if text is None
+                else state.lexical.search(text, depth, None if mask is None else mask.lexical)
+            )
+        return dense, lexical
 
     def _mask(self, state: IndexState, filters: SearchFilter, collection_id: int | None) -> _Mask:
         key = (msgspec.json.encode(filters), state.version, id(state))

@@ -142,12 +142,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE chunks ADD COLUMN location TEXT;
     """,
+    # 5: the document title and heading path embedded and indexed with a chunk's text.
+    """
+    ALTER TABLE chunks ADD COLUMN context TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # SQLite limits the number of bound parameters per statement; stay well below it.
 _IN_BATCH = 900
 _NO_IDS = np.zeros(0, dtype=np.int64)
+
+
+CONTEXT_SEPARATOR = "\n\n"
+
+
+def embedded_text(context: str | None, text: str) -> str:
+    """What is embedded and indexed for a chunk: its context, a blank line, its text."""
+    return f"{context}{CONTEXT_SEPARATOR}{text}" if context else text
 
 
 def utc_now() -> str:
@@ -199,6 +211,13 @@ class NewChunk(msgspec.Struct, frozen=True):
     location: str | None = None
     """Where in the document the chunk lies, beyond pages: "Intro > Results", "slide 2",
     "sheet Sales, rows 2-40"."""
+    context: str | None = None
+    """The document's title and heading path, embedded and indexed with the text (not part
+    of `text` or its offsets); `text_hash` is the hash of `embedded_text`."""
+
+    @property
+    def embedded_text(self) -> str:
+        return embedded_text(self.context, self.text)
 
 
 class NewDocument(msgspec.Struct, frozen=True):
@@ -558,9 +577,10 @@ class Store:
                 yield to_arrays(rows_for(batch))
 
     def texts_missing_embeddings(self, model_id: str) -> list[tuple[bytes, str]]:
-        """Distinct (text hash, text) of chunks with no embedding for `model_id`."""
+        """Distinct (text hash, embedded text) of chunks with no embedding for `model_id`."""
         rows = self.reader().execute(
-            "SELECT ch.text_hash, MIN(ch.text) FROM chunks ch LEFT JOIN embeddings e "
+            f"SELECT ch.text_hash, MIN(COALESCE(ch.context || '{CONTEXT_SEPARATOR}', '') || "
+            "ch.text) FROM chunks ch LEFT JOIN embeddings e "
             "ON e.model_id = ? AND e.text_hash = ch.text_hash WHERE e.text_hash IS NULL "
             "GROUP BY ch.text_hash",
             (model_id,),
@@ -674,7 +694,9 @@ class Store:
         """Chunks with their document, collection, text and vector, by ascending id; every
         chunk when `chunk_ids` is None. Raises `LookupError` for a chunk with no embedding."""
         select = (
-            "SELECT ch.id, ch.document_id, d.collection_id, ch.text, e.vector FROM chunks ch "
+            "SELECT ch.id, ch.document_id, d.collection_id, "
+            f"COALESCE(ch.context || '{CONTEXT_SEPARATOR}', '') || ch.text, e.vector "
+            "FROM chunks ch "
             "JOIN documents d ON d.id = ch.document_id LEFT JOIN embeddings e "
             "ON e.model_id = ? AND e.text_hash = ch.text_hash"
         )

@@ -106,8 +106,8 @@ class StoreWriter:
         document_id = int(cursor.lastrowid or 0)
         conn.executemany(
             "INSERT INTO chunks(document_id, ordinal, text, page_start, page_end, "
-            "char_start, char_end, token_count, text_hash, location) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "char_start, char_end, token_count, text_hash, location, context) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (
                     document_id,
@@ -120,6 +120,7 @@ class StoreWriter:
                     c.token_count,
                     c.text_hash,
                     c.location,
+                    c.context,
                 )
                 for c in document.chunks
             ),

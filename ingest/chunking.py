@@ -11,6 +11,12 @@ Every chunk keeps its character span in the extracted text and, for paged docume
 first and last page it covers; token counts are exact, counted from the same tokenization.
 A document with sections (a heading's part, a slide, a block of table rows) is chunked one
 section at a time, so a chunk never mixes two and carries its section's location.
+
+A chunk also knows its document: its `context` is the document's title and the section's
+heading path (at most `CONTEXT_TOKENS` tokens), which is embedded and indexed with the chunk
+(`NewChunk.embedded_text`) but is not part of its text or offsets. The context's tokens come
+out of the chunk's budget, so context and text together still fit the model. A chunk whose
+text already begins with the title (the first chunk of most documents) does not repeat it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from indexes import NewChunk
+from indexes.store import embedded_text
 from ingest.extract.base import Extracted
 
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")
@@ -34,6 +41,9 @@ _LIST_ITEM = re.compile(r"[^\S\n]*(?:[-*\u2022\u2013]\s|\d{1,3}[.)]\s|\([a-z0-9]
 _TABLE_CELL = " | "
 _WRAP_BEFORE = frozenset("-,;:(/'\"&")
 _WORD_BOUNDARY_SEARCH = 16
+CONTEXT_TOKENS = 32
+"""The most tokens of title and heading path a chunk carries."""
+_ROWS = re.compile(r",? rows? \d+(?:-\d+)?$")
 
 
 class Tokenizes(Protocol):
@@ -67,8 +77,11 @@ class Chunker:
         self.overlap = overlap
         self._tokenizer = tokenizer
 
-    def chunk(self, extracted: Extracted) -> list[NewChunk]:
+    def chunk(self, extracted: Extracted, title: str | None = None) -> list[NewChunk]:
+        """The chunks of `extracted`; `title` (else the extracted one) goes into each chunk's
+        context."""
         text = extracted.text
+        title = " ".join((title or extracted.title or "").split())
         offsets = self._tokenizer.token_offsets(text)
         if not offsets:
             return []
@@ -88,10 +101,16 @@ class Chunker:
             ]
         chunks: list[NewChunk] = []
         for span_start, span_end, location in spans:
-            units = self._units(text, span_start, span_end, count, starts, ends, level=0)
-            for group in self._pack(units):
+            heading = _ROWS.sub("", location or "").strip()
+            context = self._context("\n".join(part for part in (title, heading) if part))
+            budget = self.budget - (len(self._tokenizer.token_offsets(context)) if context else 0)
+            units = self._units(text, span_start, span_end, count, starts, ends, 0, budget)
+            for group in self._pack(units, budget):
                 start, end = group[0].start, group[-1].end
                 piece = text[start:end]
+                own = context
+                if title and piece.startswith(title):
+                    own = heading and self._context(heading)  # the text names its document
                 chunks.append(
                     NewChunk(
                         ordinal=len(chunks),
@@ -99,13 +118,23 @@ class Chunker:
                         char_start=start,
                         char_end=end,
                         token_count=count(start, end),
-                        text_hash=text_hash(piece),
+                        text_hash=text_hash(embedded_text(own, piece)),
                         page_start=bisect_right(pages, start) if pages else None,
                         page_end=bisect_right(pages, end - 1) if pages else None,
                         location=location,
+                        context=own or None,
                     )
                 )
         return chunks
+
+    def _context(self, context: str) -> str:
+        """`context` cut to `CONTEXT_TOKENS` tokens, or a quarter of the budget (where a token
+        starts)."""
+        limit = min(CONTEXT_TOKENS, self.budget // 4)
+        offsets = self._tokenizer.token_offsets(context)
+        if len(offsets) <= limit:
+            return context
+        return context[: offsets[limit][0]].rstrip() if limit else ""
 
     def _units(
         self,
@@ -116,6 +145,7 @@ class Chunker:
         starts: np.ndarray,
         ends: np.ndarray,
         level: int,
+        budget: int,
     ) -> list[_Unit]:
         separators = (_PARAGRAPH, _SENTENCE, _LINE)
         units: list[_Unit] = []
@@ -123,22 +153,26 @@ class Chunker:
             tokens = count(piece_start, piece_end)
             if tokens == 0:
                 continue
-            if tokens <= self.budget:
+            if tokens <= budget:
                 units.append(_Unit(piece_start, piece_end, tokens))
             elif level + 1 < len(separators):
                 units.extend(
-                    self._units(text, piece_start, piece_end, count, starts, ends, level + 1)
+                    self._units(
+                        text, piece_start, piece_end, count, starts, ends, level + 1, budget
+                    )
                 )
             else:
-                units.extend(self._windows(piece_start, piece_end, starts, ends))
+                units.extend(self._windows(piece_start, piece_end, starts, ends, budget))
         return units
 
-    def _windows(self, start: int, end: int, starts: np.ndarray, ends: np.ndarray) -> list[_Unit]:
+    def _windows(
+        self, start: int, end: int, starts: np.ndarray, ends: np.ndarray, budget: int
+    ) -> list[_Unit]:
         first = int(np.searchsorted(starts, start))
         last = int(np.searchsorted(starts, end))
         units: list[_Unit] = []
         while first < last:
-            cut = min(first + self.budget, last)
+            cut = min(first + budget, last)
             if cut < last:
                 # Prefer to cut where whitespace precedes a token, so no word is split.
                 for candidate in range(cut, max(first + 1, cut - _WORD_BOUNDARY_SEARCH), -1):
@@ -149,12 +183,12 @@ class Chunker:
             first = cut
         return units
 
-    def _pack(self, units: list[_Unit]) -> list[list[_Unit]]:
+    def _pack(self, units: list[_Unit], budget: int) -> list[list[_Unit]]:
         groups: list[list[_Unit]] = []
         current: list[_Unit] = []
         tokens = 0
         for unit in units:
-            if current and tokens + unit.tokens > self.budget:
+            if current and tokens + unit.tokens > budget:
                 groups.append(current)
                 carried: list[_Unit] = []
                 carried_tokens = 0
@@ -163,7 +197,7 @@ class Chunker:
                         break
                     carried.insert(0, previous)
                     carried_tokens += previous.tokens
-                while carried and carried_tokens + unit.tokens > self.budget:
+                while carried and carried_tokens + unit.tokens > budget:
                     carried_tokens -= carried.pop(0).tokens
                 current, tokens = carried, carried_tokens
             current.append(unit)

@@ -27,7 +27,7 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from indexes import Catalog, ChunkEmbedding, NewDocument
+from indexes import Catalog, ChunkEmbedding, NewChunk, NewDocument
 from ingest.chunking import Chunker, sentence_spans
 from ingest.embed.base import Embedder, SentenceEmbedder
 from ingest.errors import EmptyDocument, IngestError
@@ -198,10 +198,10 @@ class IngestPipeline:
         def embed_pool(pending: list[_Prepared]) -> None:
             nonlocal embedded
             documents = [p.document for p in pending]
-            texts: dict[bytes, str] = {}
+            texts: dict[bytes, NewChunk] = {}
             for document in documents:
                 for chunk in document.chunks:
-                    texts.setdefault(chunk.text_hash, chunk.text)
+                    texts.setdefault(chunk.text_hash, chunk)
             with in_flight_lock:
                 vectors = {h: in_flight[h] for h in texts if h in in_flight}
             unseen = [h for h in texts if h not in vectors]
@@ -261,11 +261,11 @@ class IngestPipeline:
         self.catalog.flush()
         return IngestReport(outcomes, embedded, time.perf_counter() - started)
 
-    def _embed(self, texts: list[str]) -> list[ChunkEmbedding]:
+    def _embed(self, chunks: list[NewChunk]) -> list[ChunkEmbedding]:
         started = time.perf_counter()
-        embedded = embed_texts(self.embedder, texts)
+        embedded = embed_texts(self.embedder, chunks)
         if self.on_batch is not None:
-            self.on_batch(len(texts), time.perf_counter() - started)
+            self.on_batch(len(chunks), time.perf_counter() - started)
         return embedded
 
     def _prepare(
@@ -326,7 +326,9 @@ def build_document(
     the limit that cut it short, if one did. Raises `IngestError` subclasses."""
     loaded = new.loaded
     extracted = loaded.extracted or extractor(loaded.data, name)
-    chunks = chunker.chunk(extracted)
+    metadata = {**metadata, **loaded.metadata}
+    given = metadata.get("title")  # the uploader's word over the file's own property
+    chunks = chunker.chunk(extracted, title=given if isinstance(given, str) else None)
     if not chunks:
         raise EmptyDocument("no text to index")
     document = NewDocument(
@@ -338,17 +340,30 @@ def build_document(
         byte_size=len(loaded.data),
         char_count=len(extracted.text),
         page_count=extracted.page_count,
-        metadata={**metadata, **loaded.metadata},
+        metadata=metadata,
         chunks=chunks,
     )
     return document, extracted.capped
 
 
-def embed_texts(embedder: Embedder, texts: list[str]) -> list[ChunkEmbedding]:
-    """Chunk embeddings of `texts`, with sentence vectors where the embedder pools them."""
-    if isinstance(embedder, SentenceEmbedder):
-        return embedder.embed_chunks(texts, [sentence_spans(t) for t in texts])
-    return [ChunkEmbedding(v) for v in embedder.embed_documents(texts)]
+def embed_texts(embedder: Embedder, chunks: list[NewChunk]) -> list[ChunkEmbedding]:
+    """Embeddings of the chunks' embedded texts (context and text), with their sentences'
+    vectors where the embedder pools them: the sentences of the text alone, with spans in it."""
+    texts = [chunk.embedded_text for chunk in chunks]
+    if not isinstance(embedder, SentenceEmbedder):
+        return [ChunkEmbedding(v) for v in embedder.embed_documents(texts)]
+    shifts = [len(full) - len(chunk.text) for full, chunk in zip(texts, chunks, strict=True)]
+    spans = [
+        [(start + shift, end + shift) for start, end in sentence_spans(chunk.text)]
+        for chunk, shift in zip(chunks, shifts, strict=True)
+    ]
+    embedded = embedder.embed_chunks(texts, spans)
+    return [
+        e._replace(sentence_spans=e.sentence_spans - shift)
+        if shift and e.sentence_spans is not None
+        else e
+        for e, shift in zip(embedded, shifts, strict=True)
+    ]
 
 
 def _drain(items: queue.Queue[Any]) -> None:

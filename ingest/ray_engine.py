@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
-from indexes import Catalog, ChunkEmbedding, NewDocument
+from indexes import Catalog, ChunkEmbedding, NewChunk, NewDocument
 from ingest.chunking import Chunker
 from ingest.embed import EmbedderConfig, load_embedder
 from ingest.errors import EmbedderUnavailable, IngestError
@@ -148,10 +148,10 @@ class DocumentWorker:
                 results.append(Embedded(work.key, work.name, reason=str(error)))
                 continue
             prepared.append((work, document, note))
-        texts: dict[bytes, str] = {}
+        texts: dict[bytes, NewChunk] = {}
         for _, document, _ in prepared:
             for chunk in document.chunks:
-                texts.setdefault(chunk.text_hash, chunk.text)
+                texts.setdefault(chunk.text_hash, chunk)
         embedded = dict(zip(texts, embed_texts(self.embedder, list(texts.values())), strict=True))
         for work, document, note in prepared:
             hashes = list(dict.fromkeys(c.text_hash for c in document.chunks))

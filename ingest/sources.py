@@ -74,9 +74,8 @@ class RecordSource:
         metadata: dict[str, Any] = {"title": title} if title else {}
         if isinstance(record.get("metadata"), dict):
             metadata.update(record["metadata"])
-        return Loaded(
-            body.encode("utf-8"), str(external_id), metadata, Extracted("text/plain", body)
-        )
+        extracted = Extracted("text/plain", body, title=title or None)
+        return Loaded(body.encode("utf-8"), str(external_id), metadata, extracted)
 
 
 def file_sources(paths: Sequence[Path], *, recursive: bool = False) -> list[FileSource]:

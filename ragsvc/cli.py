@@ -135,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--output", type=Path, help="JSON report (default: in --eval-dir)")
     retrieval.add_argument("--baseline", type=Path, help="fail when below this report")
     retrieval.add_argument("--tolerance", type=float, default=0.01)
+    tune = eval_commands.add_parser(
+        "tune",
+        help="choose retrieval settings on a labelled split",
+        description="Ingest (or reuse) a BEIR corpus in its own data folder and choose BM25, "
+        "feedback, fusion and document-ranking settings on the split's labelled queries (a "
+        "training split, or your own queries and qrels), one family at a time, on nDCG@10. "
+        "Prints every candidate's figures and writes the chosen settings as TOML.",
+    )
+    tune.add_argument("--beir", type=Path, required=True, metavar="DIR")
+    tune.add_argument("--split", default="train")
+    tune.add_argument("--eval-dir", type=Path, help="default: ./eval-data/<DIR name>")
+    tune.add_argument(
+        "--output", type=Path, help="TOML of the chosen settings (default: in --eval-dir)"
+    )
     answers = eval_commands.add_parser(
         "answers",
         help="answer quality and confidence AUROC on SQuAD-format data",
@@ -512,7 +526,50 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     if args.eval_command == "retrieval":
         return _eval_retrieval(settings, args)
+    if args.eval_command == "tune":
+        return _eval_tune(settings, args)
     return _eval_answers(settings, args)
+
+
+def _eval_tune(settings: Settings, args: argparse.Namespace) -> int:
+    from ragsvc.evaluation import retrieval as evaluation
+    from ragsvc.evaluation.tuning import Tuner, as_toml
+
+    corpus = args.beir / "corpus.jsonl"
+    if not corpus.is_file() or not (args.beir / "qrels" / f"{args.split}.tsv").is_file():
+        raise CommandError(f"{args.beir} is not a BEIR folder with split {args.split!r}")
+    eval_dir = args.eval_dir or Path("eval-data") / args.beir.resolve().name
+    queries, qrels = evaluation.load_beir(args.beir, args.split)
+    if not queries:
+        raise CommandError(f"split {args.split!r} of {args.beir} has no judged queries")
+    query_embedder = make_query_embedder(settings)
+    eval_settings = msgspec.structs.replace(settings, data_dir=str(eval_dir))
+    with open_catalog(eval_settings, query_embedder) as catalog:
+        print(f"ingesting {corpus} into {eval_dir} (known documents are skipped)", file=sys.stderr)
+        added, unchanged = evaluation.ingest_corpus(catalog, settings, corpus)
+        print(f"{added} added, {unchanged} already there; {len(queries)} queries", file=sys.stderr)
+        tuner = Tuner(
+            catalog,
+            query_embedder,
+            settings,
+            queries,
+            qrels,
+            evaluation.COLLECTION,
+            progress=lambda message: print(message, file=sys.stderr, flush=True),
+        )
+        chosen = tuner.tune()
+    rows = [
+        [t.family, t.setting, f"{t.ndcg:.4f}", f"{t.recall100:.4f}", "chosen" if t.chosen else ""]
+        for t in tuner.trials
+    ]
+    print(_table(["family", "setting", "nDCG@10", "recall@100", ""], rows))
+    output = args.output or eval_dir / f"tuned-{args.split}.toml"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(as_toml(chosen, f"{args.beir.resolve().name} {args.split}"))
+    print(f"\nchosen on {len(queries)} {args.split} queries:")
+    print(output.read_text().rstrip())
+    print(f"\nwritten to {output}; use it as a config file (--config) or copy its lines")
+    return EXIT_OK
 
 
 def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
@@ -550,18 +607,31 @@ def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
             "method": settings.fusion,
             "rrf_k": settings.fusion_rrf_k,
             "dense_weight": settings.fusion_dense_weight,
+            "normalisation": settings.fusion_normalisation,
             "candidates": settings.fusion_candidates,
+            "document_share": settings.eval_document_share,
         },
         "modes": results,
+        "query_ids": list(queries),
     }
     output = args.output or eval_dir / f"retrieval-{args.split}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    names = list(next(iter(results.values())))
-    print(
-        _table(["mode", *names], [[m, *(str(v) for v in r.values())] for m, r in results.items()])
-    )
-    print(f"\nreport: {output}")
+    output.write_text(_compact_json(report))
+    names = [n for n, v in next(iter(results.values())).items() if isinstance(v, int | float)]
+    rows = []
+    for mode, metrics in results.items():
+        cells = []
+        for name in names:
+            interval = metrics["interval95"].get(name)
+            cells.append(
+                f"{metrics[name]} [{interval[0]}, {interval[1]}]"
+                if interval
+                else str(metrics[name])
+            )
+        rows.append([mode, *cells])
+    print(_table(["mode", *names], rows))
+    print(f"\n[low, high]: 95% bootstrap intervals over the {len(queries)} queries")
+    print(f"report: {output}")
     if baseline is not None:
         failures = evaluation.regressions(report, baseline, args.tolerance)
         if failures:
@@ -571,6 +641,14 @@ def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
             return EXIT_FAILURES
         print(f"no regression against {args.baseline} (tolerance {args.tolerance})")
     return EXIT_OK
+
+
+def _compact_json(report: Any) -> str:
+    """JSON with one line per list of numbers (per-query values), indented elsewhere."""
+    import re
+
+    text = json.dumps(report, indent=2)
+    return re.sub(r"\[[\d.,\s\-e\"a-z0-9_]*\]", lambda m: " ".join(m.group(0).split()), text) + "\n"
 
 
 def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:

@@ -54,10 +54,7 @@ def retrieve(
         text=text,
         mode=mode,
         filters=filters,
-        fusion=settings.fusion,
-        rrf_k=settings.fusion_rrf_k,
-        dense_weight=settings.fusion_dense_weight,
-        candidates=settings.fusion_candidates,
+        fusion=settings.fusion_params,
         stage=stage,
     )
     return Retrieved(hits, vector, embedded - started, time.perf_counter() - embedded)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_origin
 import msgspec
 from msgspec import Meta
 
+from indexes.fusion import FusionParams
 from indexes.vectors import VectorParams
 from ingest.embed import EmbedderConfig
 from ingest.extract.base import ExtractionLimits
@@ -61,6 +62,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fusion: Literal["rrf", "weighted"] = "rrf"
     fusion_rrf_k: Annotated[int, Meta(ge=1, le=10_000)] = 60
     fusion_dense_weight: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    fusion_normalisation: Literal["minmax", "max", "zscore"] = "minmax"
+    eval_document_share: Annotated[float, Meta(ge=0, le=1)] = 0.0
     fusion_candidates: Annotated[int, Meta(ge=1, le=10_000)] = 100
     mmr_lambda: Annotated[float, Meta(ge=0, le=1)] = 1.0
     context_neighbours: Annotated[int, Meta(ge=0, le=10)] = 0
@@ -156,6 +159,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             backend=self.vector_backend,
             milvus_uri=self.milvus_uri,
             milvus_token=self.milvus_token,
+        )
+
+    @property
+    def fusion_params(self) -> FusionParams:
+        return FusionParams(
+            method=self.fusion,
+            rrf_k=self.fusion_rrf_k,
+            dense_weight=self.fusion_dense_weight,
+            normalisation=self.fusion_normalisation,
+            candidates=self.fusion_candidates,
         )
 
     @property
@@ -284,10 +297,19 @@ SETTINGS_HELP: dict[str, str] = {
     "lexical_b": "BM25 length normalisation `b` of lexical retrieval (0: none, 1: full).",
     "fusion": (
         "How hybrid retrieval fuses the two lists: `rrf` (reciprocal rank fusion) or `weighted` "
-        "(min-max normalised scores, weighted by `fusion_dense_weight`)."
+        "(scores normalised by `fusion_normalisation`, weighted by `fusion_dense_weight`). "
+        "`ragsvc eval tune` chooses these on labelled queries."
     ),
     "fusion_rrf_k": "The k constant of reciprocal rank fusion: score = sum of 1 / (k + rank).",
     "fusion_dense_weight": "Weight of the dense scores in weighted fusion (lexical gets the rest).",
+    "eval_document_share": (
+        "How `ragsvc eval` ranks a document from its chunks: its best chunk's score plus this "
+        "share of its other chunks' (0: the best chunk alone)."
+    ),
+    "fusion_normalisation": (
+        "How weighted fusion puts the two lists' scores on one scale: `minmax` (each list onto "
+        "[0, 1]), `max` (divided by the list's best score) or `zscore`."
+    ),
     "fusion_candidates": "Candidates taken from each retriever before hybrid fusion.",
     "mmr_lambda": (
         "Maximal marginal relevance for `/query` context: 1 keeps the relevance order (off); "

@@ -12,6 +12,7 @@ def docx_bytes() -> bytes:
     import docx
 
     document = docx.Document()
+    document.core_properties.title = "Valley Survey 2026"
     document.add_heading("Field Report", level=1)
     document.add_paragraph("The survey covered the northern valley in spring.")
     document.add_heading("Glacier Findings", level=2)

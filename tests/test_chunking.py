@@ -7,7 +7,8 @@ from itertools import pairwise
 import pytest
 
 from ingest import Chunker, Embedder
-from ingest.extract.base import Extracted
+from ingest.chunking import CONTEXT_TOKENS
+from ingest.extract.base import Extracted, Section
 
 
 def _sentences(count: int, start: int = 0) -> str:
@@ -92,3 +93,36 @@ def test_empty_text_has_no_chunks(chunker: Chunker) -> None:
 def test_impossible_sizes_are_refused(embedder: Embedder, size: int, overlap: int) -> None:
     with pytest.raises(ValueError):
         Chunker(embedder, max_tokens=size, overlap=overlap)
+
+
+def test_chunks_carry_the_title_and_heading_path_within_the_models_limit(
+    chunker: Chunker, embedder: Embedder
+) -> None:
+    title = "Glacier Retreat in the Northern Alps"
+    text = f"{title}\n\n" + "\n\n".join(_sentences(9, i * 9) for i in range(8))
+    chunks = chunker.chunk(Extracted("text/plain", text), title=title)
+    assert len(chunks) > 2
+    assert chunks[0].context is None  # its text begins with the title already
+    assert all(c.context == title for c in chunks[1:])
+    for chunk in chunks:
+        assert text[chunk.char_start : chunk.char_end] == chunk.text  # offsets unchanged
+        embedded = chunk.embedded_text
+        assert embedded.endswith(chunk.text) and (chunk.context or "") in embedded
+        assert len(embedder.token_offsets(embedded)) <= chunker.budget
+    assert chunks[1].text_hash != chunker.chunk(Extracted("text/plain", text))[1].text_hash
+
+    sections = [Section(0, "Field Report > Findings"), Section(1, "Inventory, rows 2-40")]
+    table = "a | b\n" * 3
+    extracted = Extracted(
+        "text/plain", "Findings text.\n\n" + table, sections=sections, title="Survey 2026"
+    )
+    first, *rest = chunker.chunk(extracted)
+    assert first.context == "Survey 2026\nField Report > Findings"
+    assert rest[0].context == "Survey 2026\nInventory"  # rows are where, not what
+
+
+def test_a_long_title_is_cut_to_the_context_budget(chunker: Chunker, embedder: Embedder) -> None:
+    title = " ".join(f"word{i}" for i in range(200))
+    (chunk,) = chunker.chunk(Extracted("text/plain", "Short body text."), title=title)
+    assert chunk.context is not None and title.startswith(chunk.context)
+    assert len(embedder.token_offsets(chunk.context)) <= CONTEXT_TOKENS

@@ -138,3 +138,31 @@ def test_scans_without_text_layer_are_empty_documents() -> None:
         path = root / str(row["file"])
         with pytest.raises(EmptyDocument, match="no extractable text"):
             extract(path.read_bytes(), path.name)
+
+
+def test_documents_bring_their_own_titles() -> None:
+    from tests.office_files import docx_bytes, epub_bytes
+
+    html = b"<html><head><title>  Tide  Tables </title></head><body><p>High water.</p></body>"
+    assert extract(html, "t.html").title == "Tide Tables"
+    assert extract(docx_bytes(), "r.docx").title == "Valley Survey 2026"
+    assert extract(epub_bytes(), "b.epub").title == "Lighthouses"
+    assert extract(b"plain words", "p.txt").title is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        ("Tagging named entities with HMMs", "Tagging named entities with HMMs"),
+        ("Microsoft Word - draft3.doc", None),
+        ("report_final.pdf", None),
+        ("Untitled", None),
+        ("   ", None),
+        (None, None),
+        ("x" * 400, None),
+    ],
+)
+def test_tool_artefacts_are_not_titles(raw: object, kept: str | None) -> None:
+    from ingest.extract.base import clean_title
+
+    assert clean_title(raw) == kept

@@ -192,8 +192,11 @@ def test_eval_retrieval_and_the_regression_check(
     capsys.readouterr()
 
     assert main([*args, "--baseline", str(report)]) == 0  # the same figures pass
+    assert len(result["modes"]["hybrid"]["per_query"]["ndcg@10"]) == len(result["query_ids"])
+    assert all(len(i) == 2 for i in result["modes"]["hybrid"]["interval95"].values())
     higher = json.loads(report.read_text())
     higher["modes"]["hybrid"]["mrr@10"] = 1.5
+    del higher["modes"]["hybrid"]["per_query"]  # a baseline of the older format: a threshold
     deliberately_higher = tmp_path / "higher.json"
     deliberately_higher.write_text(json.dumps(higher))
     assert main([*args, "--baseline", str(deliberately_higher)]) == 1

@@ -249,3 +249,25 @@ def test_a_reader_behind_a_pruned_change_log_catches_up_by_ids(
     assert sorted(follower.reader.state.dense.ids().tolist()) == expected
     assert sorted(follower.reader.state.lexical.ids().tolist()) == expected
     follower.close()
+
+
+def test_sentence_vectors_of_a_chunk_with_context_point_into_its_own_text(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker
+) -> None:
+    body = " ".join(
+        f"Sentence {i} says the harbour crane lifts {i} containers an hour." for i in range(40)
+    )
+    source = TextSource("crane", f"Harbour Log\n\n{body}", {"title": "Harbour Log"})
+    IngestPipeline(catalog, embedder, chunker).run([source], collection="c")
+    rows = (
+        catalog.store.reader().execute("SELECT id, context FROM chunks ORDER BY ordinal").fetchall()
+    )
+    assert rows[0][1] is None and rows[1][1] == "Harbour Log"
+    stored = catalog.store.sentences_for_chunks(
+        catalog.model_id, [int(r[0]) for r in rows], catalog.dimension
+    )
+    for chunk_id, _ in rows:
+        text = catalog.hits([(int(chunk_id), 1.0)])[0].text
+        spans, vectors = stored[int(chunk_id)]
+        assert spans.tolist() == [list(s) for s in sentence_spans(text)]
+        assert len(vectors) == len(spans)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import msgspec
@@ -32,6 +33,9 @@ class Extracted(msgspec.Struct, frozen=True):
     capped: str | None = None
     """Set when a limit cut the document short: which limit, and what was kept."""
     sections: list[Section] = []
+    title: str | None = None
+    """The document's own title (PDF or Office properties, HTML `<title>`, a JSONL record's),
+    carried into every chunk's context."""
 
     @property
     def page_count(self) -> int | None:
@@ -55,6 +59,24 @@ class ExtractionLimits(msgspec.Struct, frozen=True):
     """Characters of text kept from one document."""
     ocr: bool = False
     """Read PDF pages without a text layer by OCR of their images (setting `ocr`)."""
+
+
+_NOT_A_TITLE = re.compile(
+    r"(\.(docx?|pdf|pptx?|xlsx?|txt|tex|dvi|ps|indd|qxd|rtf|odt)$)|^(microsoft (word|powerpoint)"
+    r" - |untitled$|title$|slide \d+$|document\d*$)",
+    re.IGNORECASE,
+)
+
+
+def clean_title(raw: object) -> str | None:
+    """A document property as a title, or None for what tools write there instead of one
+    (a file name, "Microsoft Word - draft.doc", "Untitled")."""
+    if not isinstance(raw, str):
+        return None
+    title = " ".join(raw.split())
+    if not title or len(title) > 300 or _NOT_A_TITLE.search(title):
+        return None
+    return title
 
 
 class Extractor(Protocol):

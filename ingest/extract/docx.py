@@ -66,4 +66,4 @@ class DocxExtractor:
                 path.append((level, " ".join(text.split())))
                 layout.section(" > ".join(title for _, title in path))
             layout.block(text)
-        return layout.build("Word document")
+        return layout.build("Word document", document.core_properties.title)

@@ -54,4 +54,5 @@ class EpubExtractor:
             title = " ".join(_TAG.sub("", heading.group(1)).split()) if heading else ""
             layout.section(title or item.get_name())
             layout.block(html_to_text(html))
-        return layout.build("e-book")
+        titles = book.get_metadata("DC", "title")
+        return layout.build("e-book", titles[0][0] if titles else None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from ingest.extract.base import Extracted
+from ingest.extract.base import Extracted, clean_title
 from ingest.extract.text import decode_text, require_text
 
 _INVISIBLE = {"script", "style", "head", "template", "noscript", "svg", "iframe", "object"}
@@ -61,9 +61,13 @@ class _VisibleText(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self.title: list[str] = []
         self._hidden_depth = 0
+        self._in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
         if tag == "body":
             self._hidden_depth = 0  # an unclosed <head> must not hide the whole page
         elif tag in _INVISIBLE:
@@ -78,6 +82,8 @@ class _VisibleText(HTMLParser):
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
         if tag in _INVISIBLE:
             self._hidden_depth = max(0, self._hidden_depth - 1)
         elif tag in _BLOCK:
@@ -86,16 +92,24 @@ class _VisibleText(HTMLParser):
             )
 
     def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title.append(data)
         if not self._hidden_depth:
             self.parts.append(data)
 
 
 def html_to_text(source: str) -> str:
+    return _parse(source)[0]
+
+
+def _parse(source: str) -> tuple[str, str | None]:
+    """(visible text, `<title>`)."""
     parser = _VisibleText()
     parser.feed(source)
     parser.close()
     lines = [_SPACES.sub(" ", line).strip() for line in "".join(parser.parts).split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    return text, clean_title("".join(parser.title))
 
 
 class HtmlExtractor:
@@ -105,4 +119,5 @@ class HtmlExtractor:
         return self.from_text(decode_text(data))
 
     def from_text(self, text: str) -> Extracted:
-        return Extracted(self.media_type, require_text(html_to_text(text)))
+        visible, title = _parse(text)
+        return Extracted(self.media_type, require_text(visible), title=title)

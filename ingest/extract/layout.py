@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ingest.errors import EmptyDocument
-from ingest.extract.base import Extracted, ExtractionLimits, Section
+from ingest.extract.base import Extracted, ExtractionLimits, Section, clean_title
 
 BLOCK_SEPARATOR = "\n\n"
 TABLE_GROUP_CHARS = 360
@@ -108,7 +108,7 @@ class Layout:
             "(setting extract_max_chars)"
         )
 
-    def build(self, what: str) -> Extracted:
+    def build(self, what: str, title: object = None) -> Extracted:
         text = "".join(self._parts)
         if not text.strip():
             raise EmptyDocument(f"no text in the {what}")
@@ -118,4 +118,5 @@ class Layout:
             warnings=self.warnings,
             capped=self.capped,
             sections=self._sections,
+            title=clean_title(title),
         )

@@ -23,7 +23,7 @@ from typing import Any
 from pypdf import PasswordType, PdfReader, apply_configuration
 
 from ingest.errors import EmptyDocument, EncryptedDocument, ExtractionFailed
-from ingest.extract.base import Extracted, ExtractionLimits
+from ingest.extract.base import Extracted, ExtractionLimits, clean_title
 
 PAGE_SEPARATOR = "\n\n"
 logger = logging.getLogger(__name__)
@@ -140,7 +140,15 @@ class PdfExtractor:
             page_starts=page_starts,
             warnings=warnings,
             capped=capped,
+            title=_title(reader),
         )
+
+
+def _title(reader: Any) -> str | None:
+    try:
+        return clean_title(reader.metadata.title if reader.metadata else None)
+    except Exception:
+        return None  # a malformed info dictionary is no reason to lose the document
 
 
 def _ocr(page: Any) -> str:

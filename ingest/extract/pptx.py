@@ -68,4 +68,4 @@ class PptxExtractor:
                 if notes is not None and notes.text.strip():
                     layout.section(f"{location}, notes")
                     layout.block(notes.text)
-        return layout.build("presentation")
+        return layout.build("presentation", presentation.core_properties.title)

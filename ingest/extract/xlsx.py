@@ -47,4 +47,4 @@ class XlsxExtractor:
                 layout.table(rows, f"sheet {sheet.title}")
         finally:
             workbook.close()
-        return layout.build("workbook")
+        return layout.build("workbook", workbook.properties.title)

@@ -2,7 +2,9 @@
 
 The corpus is ingested into the evaluation's own data folder (again and again costs nothing:
 known documents are skipped by hash). Chunk hits are turned into a document ranking by each
-document's best chunk. A baseline file turns the run into a regression check.
+document's best chunk (plus `eval_document_share` of its others'). Every figure carries a 95%
+bootstrap interval over the queries, and the per-query values are kept in the report, so a
+baseline file turns the run into a paired regression check (`regressions`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from indexes import Catalog, SearchFilter
 from indexes.fusion import Mode
 from ingest import Chunker, Embedder, IngestPipeline, jsonl_sources, load_embedder
 from ragsvc.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from ragsvc.evaluation.statistics import bootstrap_interval, paired_test
+from ragsvc.evaluation.tuning import DEEP, TOP, documents
 from ragsvc.retrieval import retrieve
 from ragsvc.settings import Settings
 
 COLLECTION = "beir"
-CHUNK_DEPTH = 300  # chunks retrieved per query: enough for a top-100 document ranking
 QUALITY_METRICS = ("ndcg@{k}", "recall@{k}", "recall@100", "mrr@{k}")
 
 
@@ -65,60 +68,107 @@ def evaluate(
     qrels: dict[str, dict[str, int]],
     modes: list[Mode],
     k: int,
-) -> dict[str, dict[str, float]]:
-    external = {
+) -> dict[str, dict[str, Any]]:
+    """Per mode: each metric's mean over the queries, its 95% bootstrap interval, and the
+    per-query values (in `queries` order) that a later run is compared with, pair by pair.
+
+    A hybrid ranking depends on how deep each retriever's list is, so the top-k metrics come
+    from a request for `TOP` chunks and recall@100 from one for `DEEP` chunks, as the service
+    would answer them; latency is that of the first."""
+    owner = {
         int(row[0]): str(row[1])
         for row in catalog.store.reader().execute("SELECT id, external_id FROM documents")
     }
-    results: dict[str, dict[str, float]] = {}
+    names = [name.format(k=k) for name in QUALITY_METRICS]
+    results: dict[str, dict[str, Any]] = {}
     for mode in modes:
-        totals = {name.format(k=k): 0.0 for name in QUALITY_METRICS}
+        values: dict[str, list[float]] = {name: [] for name in names}
         latencies = []
         for query_id, text in queries.items():
-            started = time.perf_counter()
-            hits = retrieve(
-                catalog,
-                embedder,
-                settings,
-                text,
-                k=CHUNK_DEPTH,
-                mode=mode,
-                filters=SearchFilter(collection=COLLECTION),
-            ).hits
-            latencies.append((time.perf_counter() - started) * 1000)
-            ranking: list[str] = []
-            for hit in hits:
-                doc = external[hit.document_id]
-                if doc not in ranking:
-                    ranking.append(doc)
             relevance = qrels[query_id]
-            totals[f"ndcg@{k}"] += ndcg_at_k(ranking, relevance, k)
-            totals[f"recall@{k}"] += recall_at_k(ranking, relevance, k)
-            totals["recall@100"] += recall_at_k(ranking, relevance, 100)
-            totals[f"mrr@{k}"] += mrr_at_k(ranking, relevance, k)
-        report = {name: round(value / len(queries), 4) for name, value in totals.items()}
+
+            started = time.perf_counter()
+            top = _ranking(catalog, embedder, settings, text, mode, max(TOP, 3 * k), owner)
+            latencies.append((time.perf_counter() - started) * 1000)
+            deep = _ranking(catalog, embedder, settings, text, mode, max(DEEP, 3 * k), owner)
+            values[f"ndcg@{k}"].append(ndcg_at_k(top, relevance, k))
+            values[f"recall@{k}"].append(recall_at_k(top, relevance, k))
+            values["recall@100"].append(recall_at_k(deep, relevance, 100))
+            values[f"mrr@{k}"].append(mrr_at_k(top, relevance, k))
+        intervals = {name: bootstrap_interval(v) for name, v in values.items()}
+        report: dict[str, Any] = {name: round(i.value, 4) for name, i in intervals.items()}
         report.update(
             {
                 "latency_p50_ms": round(percentile(latencies, 50), 1),
                 "latency_p95_ms": round(percentile(latencies, 95), 1),
                 "latency_p99_ms": round(percentile(latencies, 99), 1),
+                "interval95": {name: i.rounded()[1:] for name, i in intervals.items()},
+                "per_query": {name: [round(x, 4) for x in v] for name, v in values.items()},
             }
         )
         results[mode] = report
     return results
 
 
-def regressions(report: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
-    """Quality metrics below the baseline by more than `tolerance`, as readable lines."""
+def _ranking(
+    catalog: Catalog,
+    embedder: Embedder,
+    settings: Settings,
+    text: str,
+    mode: Mode,
+    depth: int,
+    owner: dict[int, str],
+) -> list[str]:
+    """The documents of a request for `depth` chunks, best first."""
+    hits = retrieve(
+        catalog,
+        embedder,
+        settings,
+        text,
+        k=depth,
+        mode=mode,
+        filters=SearchFilter(collection=COLLECTION),
+    ).hits
+    scored = ((hit.document_id, hit.score) for hit in hits)
+    return documents(scored, owner, settings.eval_document_share)
+
+
+def regressions(
+    report: dict[str, Any], baseline: dict[str, Any], tolerance: float, alpha: float = 0.05
+) -> list[str]:
+    """Quality metrics worse than the baseline, as readable lines.
+
+    When both reports carry per-query values for the same queries, a metric regresses when a
+    paired test over those queries finds it lower (one-sided p < `alpha`) by more than
+    `tolerance` on average: a noise-sized difference on a few hundred queries is not a
+    regression, and a real drop is, even a small one. Otherwise (an older baseline), when it
+    is below the baseline's figure by more than `tolerance`."""
     failures = []
+    same_queries = report.get("query_ids") is not None and report.get("query_ids") == baseline.get(
+        "query_ids"
+    )
     for mode, metrics in baseline.get("modes", {}).items():
         current = report["modes"].get(mode)
         if current is None:
             continue
         for name, expected in metrics.items():
-            if name.startswith("latency") or name not in current:
+            if not isinstance(expected, int | float) or name.startswith("latency"):
                 continue
-            if current[name] < expected - tolerance:
+            if name not in current:
+                continue
+            before = metrics.get("per_query", {}).get(name)
+            after = current.get("per_query", {}).get(name)
+            if same_queries and before is not None and after is not None:
+                test = paired_test(before, after)
+                if test.worse(alpha, tolerance):
+                    low, high = test.difference.low, test.difference.high
+                    failures.append(
+                        f"{mode} {name}: {current[name]:.4f} against baseline {expected:.4f}, "
+                        f"a paired difference of {test.difference.value:+.4f} (95% interval "
+                        f"{low:+.4f} to {high:+.4f}) over {test.changed} changed queries, "
+                        f"p = {test.p_value:.4f}"
+                    )
+            elif current[name] < expected - tolerance:
                 failures.append(
                     f"{mode} {name}: {current[name]:.4f} < baseline {expected:.4f} "
                     f"- tolerance {tolerance}"
