@@ -97,6 +97,7 @@ from ragsvc.metrics import (
 from ragsvc.middleware import RequestObserver
 from ragsvc.openai_api import chat_completions, list_models
 from ragsvc.query_encoder import QueryEncoder
+from ragsvc.reranker import Reranker, load_reranker
 from ragsvc.retrieval import Retrieved, context_depth, context_hits, retrieve
 from ragsvc.retrieval import passages as to_passages
 from ragsvc.schemas import (
@@ -160,6 +161,7 @@ class Services:
         backends: dict[str, LLMBackend] | None,
         worker_embedder: Embedder | None,
         tracer: Tracer,
+        reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
         self.tracer = tracer
@@ -168,6 +170,7 @@ class Services:
             cache_size=settings.query_cache_size,
             batch_wait=settings.query_batch_wait_ms / 1000,
         )
+        self.reranker = reranker or load_reranker(settings.reranker)
         # Templates and backends are checked before anything opens: a bad one stops start-up.
         self.templates = load_templates(settings.templates_path)
         self.backends = backends or build_backends(settings, self.encoder, self.templates)
@@ -664,6 +667,7 @@ def _retrieve(
         filters=search_filter,
         need_vector=need_vector,
         stage=services.tracer.stage,
+        reranker=services.reranker,
     )
     embed_s, search_s = retrieved.embed_seconds, retrieved.search_seconds
     timings = Timings(
@@ -1000,6 +1004,7 @@ def create_app(
     embedder: Embedder | None = None,
     backends: dict[str, LLMBackend] | None = None,
     tracer_provider: Any = None,
+    reranker: Reranker | None = None,
 ) -> Litestar:
     """The application; parts not given are built from `settings` when it starts.
 
@@ -1017,7 +1022,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         def open_services() -> Services:
             query_embedder = embedder or load_query_embedder(settings.embedder_config)
-            return Services(settings, query_embedder, backends, embedder, tracer)
+            return Services(settings, query_embedder, backends, embedder, tracer, reranker)
 
         services = await anyio.to_thread.run_sync(open_services)
         try:

@@ -44,6 +44,7 @@ from ragsvc.audit import AuditEntry, AuditLog
 from ragsvc.ingestion import Engine
 from ragsvc.keys import SCOPES, KeyStore
 from ragsvc.logs import configure_logging
+from ragsvc.reranker import RerankerUnavailable, load_reranker
 from ragsvc.retrieval import retrieve
 from ragsvc.settings import Settings, SettingsError, load_settings
 
@@ -253,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         EmbedderUnavailable,
         InputNotFound,
         TemplateError,
+        RerankerUnavailable,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
@@ -403,6 +405,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     if not args.query.strip():
         raise CommandError("the query is empty")
     embedder = make_query_embedder(settings)
+    reranker = load_reranker(settings.reranker)
     with open_catalog(settings, embedder, readonly=True) as catalog:
         hits = retrieve(
             catalog,
@@ -412,6 +415,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
             k=args.k,
             mode=args.mode,
             filters=SearchFilter(collection=args.collection),
+            reranker=reranker,
         ).hits
     if args.json:
         print(msgspec.json.encode(hits).decode())
@@ -507,7 +511,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format, process="server")
     load_templates(settings.templates_path)
     embedder = make_query_embedder(settings)
-    app = create_app(settings, embedder=embedder)
+    app = create_app(settings, embedder=embedder, reranker=load_reranker(settings.reranker))
     print(f"serving on http://{settings.host}:{settings.port} (data in {settings.data_path})")
     # Again: loading the model's libraries may have changed the root logger's level.
     configure_logging(settings.log_level, settings.log_format, process="server")
@@ -591,7 +595,14 @@ def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{added} added, {unchanged} already there; {len(queries)} queries", file=sys.stderr)
         modes = list(MODES) if args.mode == "all" else [args.mode]
         results = evaluation.evaluate(
-            catalog, query_embedder, settings, queries, qrels, modes, args.k
+            catalog,
+            query_embedder,
+            settings,
+            queries,
+            qrels,
+            modes,
+            args.k,
+            load_reranker(settings.reranker),
         )
         stats = catalog.stats()
     report = {

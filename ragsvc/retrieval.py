@@ -16,6 +16,7 @@ from indexes.reader import Stage, no_stage
 from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ragsvc.answering.base import Passage
+from ragsvc.reranker import Reranker
 from ragsvc.settings import Settings
 
 
@@ -38,9 +39,12 @@ def retrieve(
     filters: SearchFilter | None = None,
     need_vector: bool = False,
     stage: Stage = no_stage,
+    reranker: Reranker | None = None,
 ) -> Retrieved:
     """Top-k hits for `text`. Lexical retrieval embeds nothing unless `need_vector` (an
-    answer needs the vector, and then hits also carry their similarity)."""
+    answer needs the vector, and then hits also carry their similarity). With a `reranker`,
+    the first `reranker_candidates` hits are ordered again by it (their `score` becomes its
+    score) before the k best are kept."""
     mode = mode or settings.retrieval_mode
     started = time.perf_counter()
     vector = None
@@ -48,8 +52,9 @@ def retrieve(
         with stage("embed"):
             vector = embedder.embed_query(text)
     embedded = time.perf_counter()
+    depth = max(k, settings.reranker_candidates) if reranker is not None else k
     hits = catalog.retrieve(
-        k=k,
+        k=depth,
         vector=vector,
         text=text,
         mode=mode,
@@ -57,7 +62,15 @@ def retrieve(
         fusion=settings.fusion_params,
         stage=stage,
     )
-    return Retrieved(hits, vector, embedded - started, time.perf_counter() - embedded)
+    if reranker is not None and hits:
+        with stage("rerank"):
+            head = hits[: settings.reranker_candidates]
+            scores = reranker.rerank(text, [hit.text for hit in head])
+            order = np.argsort(-scores, kind="stable")
+            hits = [msgspec.structs.replace(head[i], score=float(scores[i])) for i in order] + hits[
+                len(head) :
+            ]
+    return Retrieved(hits[:k], vector, embedded - started, time.perf_counter() - embedded)
 
 
 def passages(catalog: Catalog, hits: list[SearchHit]) -> list[Passage]:

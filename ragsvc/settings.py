@@ -64,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fusion_dense_weight: Annotated[float, Meta(ge=0, le=1)] = 0.5
     fusion_normalisation: Literal["minmax", "max", "zscore"] = "minmax"
     eval_document_share: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    reranker: str = ""
+    reranker_candidates: Annotated[int, Meta(ge=1, le=1000)] = 20
     fusion_candidates: Annotated[int, Meta(ge=1, le=10_000)] = 100
     mmr_lambda: Annotated[float, Meta(ge=0, le=1)] = 1.0
     context_neighbours: Annotated[int, Meta(ge=0, le=10)] = 0
@@ -302,6 +304,13 @@ SETTINGS_HELP: dict[str, str] = {
     ),
     "fusion_rrf_k": "The k constant of reciprocal rank fusion: score = sum of 1 / (k + rank).",
     "fusion_dense_weight": "Weight of the dense scores in weighted fusion (lexical gets the rest).",
+    "reranker": (
+        "A local sentence-transformers cross-encoder folder (or `package.module:Class`) that "
+        "orders the top `reranker_candidates` hits of every search and query again; empty: "
+        "none. It runs on torch in the server (about 300 MB more; cost per query in "
+        "`benchmarks/RESULTS.md`)."
+    ),
+    "reranker_candidates": "Hits the reranker reads per search (at least the k asked for).",
     "eval_document_share": (
         "How `ragsvc eval` ranks a document from its chunks: its best chunk's score plus this "
         "share of its other chunks' (0: the best chunk alone)."

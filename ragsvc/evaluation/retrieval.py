@@ -20,6 +20,7 @@ from ingest import Chunker, Embedder, IngestPipeline, jsonl_sources, load_embedd
 from ragsvc.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from ragsvc.evaluation.statistics import bootstrap_interval, paired_test
 from ragsvc.evaluation.tuning import DEEP, TOP, documents
+from ragsvc.reranker import Reranker
 from ragsvc.retrieval import retrieve
 from ragsvc.settings import Settings
 
@@ -68,6 +69,7 @@ def evaluate(
     qrels: dict[str, dict[str, int]],
     modes: list[Mode],
     k: int,
+    reranker: Reranker | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per mode: each metric's mean over the queries, its 95% bootstrap interval, and the
     per-query values (in `queries` order) that a later run is compared with, pair by pair.
@@ -88,9 +90,13 @@ def evaluate(
             relevance = qrels[query_id]
 
             started = time.perf_counter()
-            top = _ranking(catalog, embedder, settings, text, mode, max(TOP, 3 * k), owner)
+            top = _ranking(
+                catalog, embedder, settings, text, mode, max(TOP, 3 * k), owner, reranker
+            )
             latencies.append((time.perf_counter() - started) * 1000)
-            deep = _ranking(catalog, embedder, settings, text, mode, max(DEEP, 3 * k), owner)
+            deep = _ranking(
+                catalog, embedder, settings, text, mode, max(DEEP, 3 * k), owner, reranker
+            )
             values[f"ndcg@{k}"].append(ndcg_at_k(top, relevance, k))
             values[f"recall@{k}"].append(recall_at_k(top, relevance, k))
             values["recall@100"].append(recall_at_k(deep, relevance, 100))
@@ -118,6 +124,7 @@ def _ranking(
     mode: Mode,
     depth: int,
     owner: dict[int, str],
+    reranker: Reranker | None,
 ) -> list[str]:
     """The documents of a request for `depth` chunks, best first."""
     hits = retrieve(
@@ -128,6 +135,7 @@ def _ranking(
         k=depth,
         mode=mode,
         filters=SearchFilter(collection=COLLECTION),
+        reranker=reranker,
     ).hits
     scored = ((hit.document_id, hit.score) for hit in hits)
     return documents(scored, owner, settings.eval_document_share)
