@@ -157,7 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         "questions become unanswerable), answer every question through /query's path.",
     )
     answers.add_argument("--squad", type=Path, required=True, metavar="FILE")
-    answers.add_argument("--holdout", type=float, default=0.2, help="share of articles left out")
+    answers.add_argument(
+        "--holdout", type=float, default=0.2, help="share of articles (or paragraphs) left out"
+    )
+    answers.add_argument(
+        "--holdout-level",
+        choices=["article", "paragraph"],
+        default="article",
+        help="leave out whole articles, or only the paragraphs that answer (near misses stay)",
+    )
     answers.add_argument("--k", type=int, default=5)
     answers.add_argument("--eval-dir", type=Path, help="default: ./eval-data/<FILE stem>")
     answers.add_argument("--output", type=Path, help="JSON report (default: in --eval-dir)")
@@ -671,7 +679,10 @@ def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(f"no such file: {args.squad}")
     try:
         articles = evaluation.load_squad(args.squad)
-        indexed, left_out = evaluation.split_articles(articles, args.holdout)
+        if args.holdout_level == "paragraph":
+            indexed, left_out = evaluation.split_paragraphs(articles, args.holdout)
+        else:
+            indexed, left_out = evaluation.split_articles(articles, args.holdout)
     except (KeyError, ValueError, TypeError) as error:
         raise CommandError(f"{args.squad} is not SQuAD-format data: {error}") from None
     eval_dir = args.eval_dir or Path("eval-data") / args.squad.stem
@@ -682,7 +693,8 @@ def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:
         documents = evaluation.ingest_articles(catalog, settings, indexed)
         print(
             f"{documents} paragraphs of {len(indexed)} articles indexed; "
-            f"{len(left_out)} articles left out",
+            f"{sum(len(a.questions) for a in left_out)} questions made unanswerable "
+            f"({args.holdout_level} level)",
             file=sys.stderr,
         )
         results = evaluation.evaluate(
@@ -695,14 +707,26 @@ def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:
         "retrieval_mode": settings.retrieval_mode,
         "k": args.k,
         "holdout": args.holdout,
-        "left_out_articles": [a.title for a in left_out],
+        "holdout_level": args.holdout_level,
+        "left_out_articles": [a.title for a in left_out] if args.holdout_level == "article" else [],
         "min_confidence": settings.answer_min_confidence,
         **results,
     }
     output = args.output or eval_dir / "answers.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(_table(["metric", "value"], [[k, str(v)] for k, v in results.items()]))
+    output.write_text(_compact_json(report))
+    intervals = results["interval95"]
+    rows = [
+        [
+            name,
+            f"{value} [{intervals[name][0]}, {intervals[name][1]}]"
+            if name in intervals
+            else str(value),
+        ]
+        for name, value in results.items()
+        if name != "interval95"
+    ]
+    print(_table(["metric", "value [95% interval]"], rows))
     print(f"\nreport: {output}")
     return EXIT_OK
 

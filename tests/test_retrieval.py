@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,57 @@ def test_eval_answers_on_a_small_squad_file(
     assert report["cited_chunks_contain_gold"] == 1.0
     for key in ("answer_contains_gold", "confidence_auroc", "abstention_rate_unanswerable"):
         assert 0.0 <= report[key] <= 1.0
+    low, high = report["interval95"]["cited_chunks_contain_gold"]
+    assert low < 1.0 == high  # four questions say little: Wilson's interval is wide
+
+
+def test_paragraph_holdout_leaves_the_rest_of_the_article_indexed(tmp_path: Path) -> None:
+    from ragsvc.evaluation.answers import load_squad, split_paragraphs
+
+    paragraphs = [
+        ("Etna erupted in 2021.", "When did Etna erupt?", "2021"),
+        ("Etna is on Sicily.", "Where is Etna?", "Sicily"),
+        ("Etna is 3,357 metres high.", "How high is Etna?", "3,357 metres"),
+        ("Etna has no questions here.", None, None),
+    ]
+    data = {
+        "data": [
+            {
+                "title": "Etna",
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": []
+                        if question is None
+                        else [{"id": f"q{i}", "question": question, "answers": [{"text": a}]}],
+                    }
+                    for i, (context, question, a) in enumerate(paragraphs)
+                ],
+            }
+        ]
+    }
+    squad = tmp_path / "etna.json"
+    squad.write_text(json.dumps(data))
+    [kept], [left] = split_paragraphs(load_squad(squad), 0.5)
+    assert [q.id for q in left.questions] == ["q1"]  # every second paragraph with questions
+    assert [q.id for q in kept.questions] == ["q0", "q2"]
+    assert kept.paragraphs[1] == "" and left.paragraphs == ["", "Etna is on Sicily.", "", ""]
+    assert kept.paragraphs[3] == "Etna has no questions here."  # near misses stay indexed
+
+    eval_dir = tmp_path / "e"
+    for level, unanswerable in (("paragraph", 1), ("article", 0)):
+        output = tmp_path / f"{level}.json"
+        args = ["eval", "answers", "--squad", str(squad), "--eval-dir", str(eval_dir)]
+        assert (
+            main([*args, "--holdout", "0.5", "--holdout-level", level, "--output", str(output)])
+            == 0
+        )
+        report = json.loads(output.read_text())
+        assert report["unanswerable_questions"] == unanswerable
+        with sqlite3.connect(eval_dir / "ragsvc.sqlite3") as conn:
+            names = {r[0] for r in conn.execute("SELECT source_name FROM documents")}
+        # The collection holds exactly this level's paragraphs, whatever ran before.
+        assert ("Etna #2" in names) == (level == "article")
 
 
 def test_mmr_and_neighbours_shape_the_query_context(catalog: Catalog, embedder: Embedder) -> None:

@@ -1,11 +1,20 @@
 """`ragsvc eval answers`: answer quality on SQuAD-format data, through `/query`'s path.
 
-Every paragraph of the kept articles is indexed as a document; one article in
-`1 / holdout` (by title order) is left out, which makes its questions unanswerable. Every
-question is then retrieved and answered exactly as `/query` does. Reported: the share of
-answerable questions whose answer text, and whose cited chunks, contain a gold answer; the
-share whose retrieved chunks do (retrieval's ceiling); the AUROC of `confidence` between
-answerable and unanswerable questions; and how often each kind is abstained on.
+Every kept paragraph is indexed as a document, titled with its article. What is left out, one
+in `1 / holdout` by title order, makes its questions unanswerable:
+
+- `article` level: whole articles, so an unanswerable question is about a subject the index
+  does not hold (easy to spot);
+- `paragraph` level: only the paragraph that answers, while the rest of its article stays
+  indexed, so the question finds near misses about the same subject, as in real use.
+
+The collection is made to hold exactly the kept paragraphs (others, from an earlier run of the
+other level, are deleted). Every question is retrieved and answered exactly as `/query` does.
+Reported, each with a 95% interval (Wilson for shares, bootstrap over questions for the
+AUROC): the share of answerable questions whose answer text, and whose cited chunks, contain a
+gold answer; the share whose retrieved chunks do (retrieval's ceiling); the AUROC of
+`confidence` between answerable and unanswerable questions; and how often each kind is
+abstained on.
 """
 
 from __future__ import annotations
@@ -17,17 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from indexes import Catalog, SearchFilter
 from ingest import Chunker, Embedder, IngestPipeline, load_embedder
 from ingest.sources import TextSource
 from ragsvc.answering.base import LLMBackend
 from ragsvc.evaluation.metrics import auroc, percentile
+from ragsvc.evaluation.statistics import SEED, Interval, wilson_interval
 from ragsvc.retrieval import context_depth, context_hits, retrieve
 from ragsvc.retrieval import passages as to_passages
 from ragsvc.settings import Settings
 
 COLLECTION = "squad"
+AUROC_RESAMPLES = 500
 _SPACES = re.compile(r"\s+")
 
 
@@ -36,6 +48,8 @@ class Question(msgspec.Struct, frozen=True):
     text: str
     answers: list[str]
     article: str
+    paragraph: int = 0
+    """Index of the paragraph that answers it, in its article."""
 
 
 class Article(msgspec.Struct, frozen=True):
@@ -50,12 +64,14 @@ def load_squad(path: Path) -> list[Article]:
     for article in data:
         title = article["title"]
         paragraphs, questions = [], []
-        for paragraph in article["paragraphs"]:
+        for number, paragraph in enumerate(article["paragraphs"]):
             paragraphs.append(paragraph["context"])
             for qa in paragraph["qas"]:
                 answers = [a["text"] for a in qa.get("answers", []) if a.get("text")]
                 if answers:
-                    questions.append(Question(str(qa["id"]), qa["question"], answers, title))
+                    questions.append(
+                        Question(str(qa["id"]), qa["question"], answers, title, number)
+                    )
         articles.append(Article(title, paragraphs, questions))
     return articles
 
@@ -68,6 +84,41 @@ def split_articles(articles: list[Article], holdout: float) -> tuple[list[Articl
     ordered = sorted(articles, key=lambda a: a.title)
     left_out = [a for i, a in enumerate(ordered) if i % step == step - 1]
     return [a for a in ordered if a not in left_out], left_out
+
+
+def split_paragraphs(
+    articles: list[Article], holdout: float
+) -> tuple[list[Article], list[Article]]:
+    """(indexed, left out): every round(1 / holdout)-th paragraph that has questions (by
+    article title, then position) is left out; its article's other paragraphs stay. Left-out
+    paragraphs keep their index, so that documents are named alike at both levels."""
+    if not 0 < holdout < 1:
+        raise ValueError("holdout must be between 0 and 1")
+    step = max(2, round(1 / holdout))
+    kept, left = [], []
+    counter = 0
+    for article in sorted(articles, key=lambda a: a.title):
+        asked = sorted({q.paragraph for q in article.questions})
+        out = set()
+        for number in asked:
+            counter += 1
+            if counter % step == 0:
+                out.add(number)
+        kept.append(
+            Article(
+                article.title,
+                [p if i not in out else "" for i, p in enumerate(article.paragraphs)],
+                [q for q in article.questions if q.paragraph not in out],
+            )
+        )
+        left.append(
+            Article(
+                article.title,
+                [p if i in out else "" for i, p in enumerate(article.paragraphs)],
+                [q for q in article.questions if q.paragraph in out],
+            )
+        )
+    return kept, [a for a in left if a.questions]
 
 
 def normalise(text: str) -> str:
@@ -91,8 +142,21 @@ def ingest_articles(catalog: Catalog, settings: Settings, articles: list[Article
         TextSource(f"{article.title} #{number}", paragraph, {"title": article.title})
         for article in articles
         for number, paragraph in enumerate(article.paragraphs, start=1)
+        if paragraph
     ]
     report = pipeline.run(sources, collection=COLLECTION)
+    wanted = {source.name for source in sources}
+    extra = [
+        int(row[0])
+        for row in catalog.store.reader().execute(
+            "SELECT d.id, d.source_name FROM documents d JOIN collections c "
+            "ON c.id = d.collection_id WHERE c.name = ?",
+            (COLLECTION,),
+        )
+        if row[1] not in wanted
+    ]
+    for document_id in extra:  # held out at this level, indexed by an earlier run
+        catalog.delete_document(document_id)
     return report.count("added") + report.count("unchanged")
 
 
@@ -140,17 +204,37 @@ def evaluate(
                 counts["abstained"] += not answer.answerable
     answerable_total = len(confidences[True])
     unanswerable_total = len(confidences[False])
+    figures = {
+        "answer_contains_gold": wilson_interval(counts["answer"], answerable_total),
+        "cited_chunks_contain_gold": wilson_interval(counts["cited"], answerable_total),
+        f"retrieved_top{k}_contain_gold": wilson_interval(counts["retrieved"], answerable_total),
+        "confidence_auroc": auroc_interval(confidences[True], confidences[False]),
+        "abstention_rate_answerable": wilson_interval(counts["abstained"], answerable_total),
+        "abstention_rate_unanswerable": wilson_interval(abstained_unanswerable, unanswerable_total),
+    }
     return {
         "answerable_questions": answerable_total,
         "unanswerable_questions": unanswerable_total,
-        "answer_contains_gold": round(counts["answer"] / answerable_total, 4),
-        "cited_chunks_contain_gold": round(counts["cited"] / answerable_total, 4),
-        f"retrieved_top{k}_contain_gold": round(counts["retrieved"] / answerable_total, 4),
-        "confidence_auroc": round(auroc(confidences[True], confidences[False]), 4),
-        "abstention_rate_answerable": round(counts["abstained"] / answerable_total, 4),
-        "abstention_rate_unanswerable": round(
-            abstained_unanswerable / unanswerable_total if unanswerable_total else 0.0, 4
-        ),
+        **{name: round(interval.value, 4) for name, interval in figures.items()},
         "latency_p50_ms": round(percentile(latencies, 50), 1),
         "latency_p95_ms": round(percentile(latencies, 95), 1),
+        "interval95": {name: interval.rounded()[1:] for name, interval in figures.items()},
     }
+
+
+def auroc_interval(positives: list[float], negatives: list[float]) -> Interval:
+    """The AUROC with a 95% interval from resampling each class (percentile bootstrap)."""
+    value = auroc(positives, negatives)
+    if not positives or not negatives:
+        return Interval(value, value, value)
+    rng = np.random.default_rng(SEED)
+    pos, neg = np.asarray(positives), np.asarray(negatives)
+    samples = [
+        auroc(
+            list(pos[rng.integers(0, len(pos), len(pos))]),
+            list(neg[rng.integers(0, len(neg), len(neg))]),
+        )
+        for _ in range(AUROC_RESAMPLES)
+    ]
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return Interval(value, float(low), float(high))
