@@ -72,11 +72,11 @@ class SearchFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class FusionParams(msgspec.Struct, frozen=True):
     """How hybrid retrieval fuses its two lists (the `fusion_*` settings)."""
 
-    method: Fusion = "rrf"
+    method: Fusion = "weighted"
     rrf_k: int = 60
     dense_weight: float = 0.5
-    normalisation: Normalisation = "minmax"
-    candidates: int = 100
+    normalisation: Normalisation = "max"
+    candidates: int = 200
     """Chunks each retriever contributes (at least the k asked for)."""
 
     def fuse(

@@ -57,16 +57,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     milvus_uri: str = ""
     milvus_token: str = ""
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
-    lexical_k1: Annotated[float, Meta(ge=0, le=10)] = 0.9
-    lexical_b: Annotated[float, Meta(ge=0, le=1)] = 0.4
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    # Retrieval defaults chosen by `ragsvc eval tune` on SciFact's training split (809 queries),
+    # reported on its test split (benchmarks/RESULTS.md, "Retrieval settings chosen on train").
+    lexical_k1: Annotated[float, Meta(ge=0, le=10)] = 1.2
+    lexical_b: Annotated[float, Meta(ge=0, le=1)] = 0.3
+    fusion: Literal["rrf", "weighted"] = "weighted"
     fusion_rrf_k: Annotated[int, Meta(ge=1, le=10_000)] = 60
     fusion_dense_weight: Annotated[float, Meta(ge=0, le=1)] = 0.5
-    fusion_normalisation: Literal["minmax", "max", "zscore"] = "minmax"
+    fusion_normalisation: Literal["minmax", "max", "zscore"] = "max"
+    fusion_candidates: Annotated[int, Meta(ge=1, le=10_000)] = 200
     eval_document_share: Annotated[float, Meta(ge=0, le=1)] = 0.0
     reranker: str = ""
     reranker_candidates: Annotated[int, Meta(ge=1, le=1000)] = 20
-    fusion_candidates: Annotated[int, Meta(ge=1, le=10_000)] = 100
     mmr_lambda: Annotated[float, Meta(ge=0, le=1)] = 1.0
     context_neighbours: Annotated[int, Meta(ge=0, le=10)] = 0
     index_save_interval: Annotated[float, Meta(ge=0)] = 30.0
