@@ -25,8 +25,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import PurePath
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import jsonschema
@@ -60,6 +61,7 @@ from ragsvc.auth import (
     visible_collections,
 )
 from ragsvc.errors import (
+    AnswerNotFound,
     BadRequest,
     Conflict,
     Forbidden,
@@ -69,7 +71,13 @@ from ragsvc.errors import (
     handle_exception,
     status_of,
 )
-from ragsvc.interactions import Interaction, InteractionLog
+from ragsvc.interactions import (
+    Feedback,
+    FeedbackUnavailable,
+    Interaction,
+    InteractionLog,
+    interaction_scope,
+)
 from ragsvc.job_queue import (
     JOB_STATES,
     TERMINAL_STATES,
@@ -106,8 +114,11 @@ from ragsvc.schemas import (
     CollectionInfo,
     CollectionList,
     DocumentList,
+    FeedbackRequest,
     Filters,
     Health,
+    InteractionList,
+    InteractionView,
     JobList,
     NewCollection,
     QueryRequest,
@@ -708,7 +719,13 @@ async def query(
 ) -> QueryResponse:
     services = _services(state)
     request_id = REQUEST_ID.get() or uuid.uuid4().hex
-    record = Interaction(request_id=request_id, question=data.question, collection=data.collection)
+    record = Interaction(
+        request_id=request_id,
+        question=data.question,
+        collection=data.collection,
+        key_id=principal.key_id,
+        scope=interaction_scope(principal.collections, data.collection),
+    )
     streaming = data.stream or "text/event-stream" in request.headers.get("accept", "")
     result = await answer_question(services, principal, data, record, streaming=streaming)
     if isinstance(result, QueryResponse):
@@ -804,13 +821,17 @@ async def _answer_question(
     response = _query_response(
         answer, passages, retrieval, time.perf_counter() - started, cached, record.request_id
     )
-    await services.log.record(_interaction(record, answer, response))
+    await services.log.record(_interaction(record, answer, response, passages))
     return response
 
 
-def _interaction(record: Interaction, answer: Answer, response: QueryResponse) -> Interaction:
+def _interaction(
+    record: Interaction, answer: Answer, response: QueryResponse, passages: list[Passage]
+) -> Interaction:
     return msgspec.structs.replace(
         record,
+        answer=answer.text,
+        cited_chunk_ids=[p.chunk_id for p in passages if p.number in answer.citations],
         template=answer.template,
         backend=answer.backend,
         model=answer.model,
@@ -908,7 +929,7 @@ async def _answer_events(
         yield event("token", {"text": cached.text})
         elapsed = time.perf_counter() - started
         done = _query_response(cached, passages, retrieval, elapsed, cached, record.request_id)
-        await services.log.record(_interaction(record, cached, done))
+        await services.log.record(_interaction(record, cached, done, passages))
         yield event("done", done)
         return
     pieces = backend.stream(question, passages)
@@ -939,8 +960,106 @@ async def _answer_events(
         services.cache.put(key, final)
     elapsed = time.perf_counter() - started
     done = _query_response(final, passages, retrieval, elapsed, None, record.request_id)
-    await services.log.record(_interaction(record, final, done))
+    await services.log.record(_interaction(record, final, done, passages))
     yield event("done", done)
+
+
+# -- feedback and the interaction log ------------------------------------------------------
+
+
+@post(
+    "/feedback",
+    status_code=200,
+    summary="Rate an answer (up or down), optionally with a correction; again to replace it",
+)
+async def give_feedback(
+    state: State, principal: Caller, data: JSONBody[FeedbackRequest]
+) -> Feedback:
+    log = _services(state).log
+    try:
+        found = await log.find(data.request_id, principal.collections)
+        if found is None:
+            raise AnswerNotFound(f"no answer with request_id {data.request_id!r}")
+        return await log.give_feedback(
+            found[0],
+            Feedback(
+                request_id=data.request_id,
+                rating=data.rating,
+                correction=data.correction,
+                comment=data.comment,
+                key_id=principal.key_id,
+            ),
+        )
+    except FeedbackUnavailable as error:
+        raise Conflict(str(error)) from None
+
+
+@get(
+    "/interactions",
+    summary="Answered questions, newest first, with their feedback (admin)",
+    opt={"scope": "admin"},
+)
+async def list_interactions(
+    state: State,
+    principal: Caller,
+    rating: Annotated[
+        Literal["up", "down", "none", "any"],
+        QueryParameter(description="Only those rated up, down, not rated, or any"),
+    ] = "any",
+    since: Annotated[
+        str | None,
+        QueryParameter(description="Asked at or after this date or time (ISO 8601)", max_length=64),
+    ] = None,
+    until: Annotated[
+        str | None,
+        QueryParameter(description="Asked before this date or time (ISO 8601)", max_length=64),
+    ] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+    offset: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
+) -> InteractionList:
+    try:
+        found, next_offset = await _services(state).log.rated(
+            principal.collections,
+            rating=rating,
+            since=_utc("since", since),
+            until=_utc("until", until),
+            limit=limit,
+            offset=offset,
+        )
+    except FeedbackUnavailable as error:
+        raise Conflict(str(error)) from None
+    views = [
+        InteractionView(
+            request_id=r.interaction.request_id,
+            at=r.interaction.at,
+            question=r.interaction.question,
+            answer=r.interaction.answer,
+            answerable=r.interaction.answerable,
+            confidence=r.interaction.confidence,
+            backend=r.interaction.backend,
+            collection=r.interaction.collection,
+            scope=r.interaction.scope,
+            chunk_ids=r.interaction.chunk_ids,
+            cited_chunk_ids=r.interaction.cited_chunk_ids,
+            feedback=r.feedback,
+        )
+        for r in found
+    ]
+    return InteractionList(views, limit, offset, next_offset)
+
+
+def _utc(name: str, text: str | None) -> str | None:
+    """A date or time (ISO 8601; UTC when it names no zone) in the log's own timestamp form,
+    for comparing as text."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"{name} is not an ISO 8601 date or time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 @get("/templates", summary="Prompt templates with their versions and variables")
@@ -1057,6 +1176,8 @@ def create_app(
             health,
             ready,
             metrics,
+            give_feedback,
+            list_interactions,
             list_models,
             chat_completions,
             page,

@@ -225,6 +225,38 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--watch", action="store_true", help="follow changes as they happen")
     sync.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    export = commands.add_parser(
+        "export", help="fine-tuning and evaluation data from rated answers"
+    )
+    export_commands = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
+    finetune = export_commands.add_parser(
+        "finetune",
+        help="chat-format JSONL from rated answers, split into train, validation and test",
+        description="Write the answers rated up (or corrected) as chat records: the retrieved "
+        "passages, the question, and the answer or its correction; PII redacted, duplicates "
+        "and near duplicates dropped, every record validated, split by question.",
+    )
+    finetune.add_argument("--out", type=Path, required=True, metavar="DIR")
+    finetune.add_argument(
+        "--min-rating",
+        choices=["up", "any"],
+        default="up",
+        help="up: answers rated up or corrected (default); any: every rated answer",
+    )
+    finetune.add_argument("--since", type=_date, help="only questions asked on or after DATE")
+    finetune.add_argument("--max-tokens", type=int, default=4096, help="per record (default 4096)")
+    check = export_commands.add_parser(
+        "validate", help="check a chat-format JSONL file, reporting each defect with its line"
+    )
+    check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument("--max-tokens", type=int, default=4096, help="per record (default 4096)")
+    eval_set = export_commands.add_parser(
+        "eval",
+        help="the questions rated up as a BEIR-style set for `ragsvc eval retrieval`",
+    )
+    eval_set.add_argument("--out", type=Path, required=True, metavar="DIR")
+    eval_set.add_argument("--since", type=_date, help="only questions asked on or after DATE")
+
     delete = commands.add_parser("delete", help="delete a document, its chunks and vectors")
     delete.add_argument("document_id", type=int, metavar="DOC_ID")
     delete.add_argument("--collection", help="refuse unless the document is in this collection")
@@ -251,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serve": cmd_serve,
             "log": cmd_log,
             "eval": cmd_eval,
+            "export": cmd_export,
             "keys": cmd_keys,
             "audit": cmd_audit,
         }[args.command]
@@ -728,6 +761,73 @@ def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     ]
     print(_table(["metric", "value [95% interval]"], rows))
     print(f"\nreport: {output}")
+    return EXIT_OK
+
+
+def _date(text: str) -> str:
+    """A date or time as the interaction log writes them (UTC ISO 8601), for comparing."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (2026-12-31)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from ragsvc import finetune
+    from ragsvc.evaluation.feedback_set import export_eval
+    from ragsvc.interactions import FeedbackUnavailable
+
+    if args.export_command == "validate":
+        if not args.file.is_file():
+            raise CommandError(f"no such file: {args.file}")
+        valid, defects = finetune.validate_file(args.file, args.max_tokens)
+        for line, reason in defects:
+            print(f"line {line}: {reason}")
+        print(f"{valid} valid record(s), {len(defects)} defect(s) in {args.file}")
+        return EXIT_FAILURES if defects else EXIT_OK
+    if not settings.data_path.joinpath(DATABASE_NAME).exists():
+        raise CommandError(f"no store in {settings.data_path}")
+    try:
+        with open_catalog(settings, readonly=True) as catalog:
+            if args.export_command == "eval":
+                summary = export_eval(catalog, settings.data_path, args.out, since=args.since)
+                print(
+                    f"{summary['queries']} question(s) ({summary['test']} test, "
+                    f"{summary['train']} train) over {summary['documents']} document(s) "
+                    f"written to {args.out}; {summary['dropped']} rated answer(s) left out "
+                    "(repeated questions, or cited documents deleted since)"
+                )
+                if not summary["queries"]:
+                    print("no answer is rated up yet: nothing to evaluate", file=sys.stderr)
+                    return EXIT_FAILURES
+                print(f"run: ragsvc eval retrieval --beir {args.out}")
+                return EXIT_OK
+            report = finetune.export_finetune(
+                catalog,
+                settings.data_path,
+                args.out,
+                min_rating=args.min_rating,
+                since=args.since,
+                max_tokens=args.max_tokens,
+            )
+    except FeedbackUnavailable as error:
+        raise CommandError(str(error)) from None
+    summary = report.as_dict()
+    written = summary["written"]
+    print(
+        f"{sum(written.values())} record(s) written to {args.out}: "
+        + ", ".join(f"{n} {name}" for name, n in written.items())
+    )
+    if summary["dropped_by_reason"]:
+        print(
+            "dropped: " + ", ".join(f"{n} {why}" for why, n in summary["dropped_by_reason"].items())
+        )
+    print(f"report: {args.out / 'report.json'}")
     return EXIT_OK
 
 

@@ -4,7 +4,9 @@
     ├── BadRequest              400   malformed metadata, empty upload, bad parameters
     ├── Unauthorized            401   no API key, or one unknown or revoked
     ├── Forbidden               403   a key's scope too small; keyless cross-site or foreign Host
-    ├── Conflict                409   a collection that already exists
+    ├── AnswerNotFound          404   feedback for an answer the caller cannot see, or none
+    ├── Conflict                409   a collection that already exists; feedback without an
+    │                                 SQLite interaction log
     ├── TooManyRequests         429   a key over its rate limit or daily upload quota
     ├── PayloadTooLarge         413   a file or request over its limit
     └── UnsupportedMediaType    415   content sniffing found no extractor
@@ -73,6 +75,11 @@ class Forbidden(ServiceError):
 class Conflict(ServiceError):
     status = 409
     title = "Conflict"
+
+
+class AnswerNotFound(ServiceError):
+    status = 404
+    title = "Not found"
 
 
 class TooManyRequests(ServiceError):

@@ -6,6 +6,11 @@ source of truth holds only documents. The service writes it from the event loop:
 aiosqlite, or a worker thread for the JSONL file, so a slow disk never blocks the loop.
 `ragsvc log tail` reads it back.
 
+Feedback on an answer (`POST /feedback`: up or down, an optional correction and comment) is
+kept beside its interaction, in the same SQLite file, keyed by the interaction's row (a client
+may reuse a request id; a caller only ever reaches the records it may read, see
+`Interaction.visible_to`). Feedback needs the `sqlite` sink.
+
 Privacy: with `redact`, e-mail addresses, card numbers (13 to 19 digits passing the Luhn
 check) and phone numbers are replaced in logged questions and errors before they are written;
 with `retention_days`, records older than that are deleted when the log opens and then about
@@ -19,7 +24,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import aiosqlite
 import anyio
@@ -52,6 +57,55 @@ class Interaction(msgspec.Struct, frozen=True, kw_only=True):
     streamed: bool = False
     fallback_reason: str | None = None
     error: str | None = None
+    answer: str | None = None
+    cited_chunk_ids: list[int] = []
+    key_id: str | None = None
+    """The API key that asked (None without keys)."""
+    scope: list[str] | None = None
+    """The collections the question could search when it named none (None: every one)."""
+
+    def visible_to(self, collections: frozenset[str] | None) -> bool:
+        """Whether a caller limited to `collections` (None: every one) may read this record:
+        only when it may read every collection the answer could have come from."""
+        if self.collection is not None:
+            return collections is None or self.collection in collections
+        if self.scope is not None:
+            return collections is None or set(self.scope) <= collections
+        return collections is None
+
+
+Rating = Literal["up", "down"]
+
+
+class Feedback(msgspec.Struct, frozen=True, kw_only=True):
+    request_id: str
+    rating: Rating
+    correction: str | None = None
+    """What the answer should have said; it replaces the answer in fine-tuning exports."""
+    comment: str | None = None
+    key_id: str | None = None
+    at: str = ""
+
+
+class Rated(msgspec.Struct, frozen=True):
+    """An interaction with its feedback, if it has any."""
+
+    interaction: Interaction
+    feedback: Feedback | None
+
+
+class FeedbackUnavailable(Exception):
+    """Feedback needs the interaction log in SQLite."""
+
+
+def interaction_scope(
+    collections: frozenset[str] | None, collection: str | None
+) -> list[str] | None:
+    """`Interaction.scope` of a question naming `collection` (or none), asked by a caller
+    limited to `collections` (None: every one)."""
+    if collection is not None or collections is None:
+        return None
+    return sorted(collections)
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -60,6 +114,18 @@ _CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 _PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{6,}\d(?!\d)")
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 PRUNE_INTERVAL = 3600.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS interactions (
+    id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, at TEXT NOT NULL, record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS interactions_request ON interactions(request_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    interaction_id INTEGER PRIMARY KEY REFERENCES interactions(id) ON DELETE CASCADE,
+    rating TEXT NOT NULL,
+    at TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+"""
 
 
 def _luhn(digits: str) -> bool:
@@ -121,11 +187,7 @@ class InteractionLog:
             data_dir.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(path, isolation_level=None)
             await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS interactions ("
-                "id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, at TEXT NOT NULL, "
-                "record TEXT NOT NULL)"
-            )
+            await db.executescript(SCHEMA)
         log = cls(path, sink, db, redact=redact, retention_days=retention_days)
         await log.prune()
         return log
@@ -137,6 +199,11 @@ class InteractionLog:
             return 0
         cutoff = (datetime.now(UTC) - timedelta(days=self.retention_days)).isoformat()
         if self._db is not None:
+            await self._db.execute(
+                "DELETE FROM feedback WHERE interaction_id IN "
+                "(SELECT id FROM interactions WHERE at < ?)",
+                (cutoff,),
+            )
             cursor = await self._db.execute("DELETE FROM interactions WHERE at < ?", (cutoff,))
             return cursor.rowcount
         async with self._lock:
@@ -164,6 +231,7 @@ class InteractionLog:
                 interaction,
                 question=redact(interaction.question),
                 error=None if interaction.error is None else redact(interaction.error),
+                answer=None if interaction.answer is None else redact(interaction.answer),
             )
         line = _ENCODER.encode(interaction)
         if self._db is not None:
@@ -175,6 +243,82 @@ class InteractionLog:
         async with self._lock:
             await anyio.to_thread.run_sync(self._append, line)
 
+    # -- feedback --------------------------------------------------------------------------
+
+    def _require_db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise FeedbackUnavailable(
+                f"feedback needs the interaction log in SQLite (interaction_log is {self.sink!r})"
+            )
+        return self._db
+
+    async def find(
+        self, request_id: str, collections: frozenset[str] | None
+    ) -> tuple[int, Interaction] | None:
+        """The newest interaction with this request id that a caller limited to
+        `collections` may read, with its row id."""
+        db = self._require_db()
+        cursor = await db.execute(
+            "SELECT id, record FROM interactions WHERE request_id = ? ORDER BY id DESC",
+            (request_id,),
+        )
+        for row_id, line in await cursor.fetchall():
+            interaction = msgspec.json.decode(line, type=Interaction)
+            if interaction.error is None and interaction.visible_to(collections):
+                return int(row_id), interaction
+        return None
+
+    async def give_feedback(self, interaction_id: int, feedback: Feedback) -> Feedback:
+        """Store (or replace) the feedback on one interaction."""
+        db = self._require_db()
+        feedback = msgspec.structs.replace(feedback, at=feedback.at or utc_now())
+        if self.redact:
+            feedback = msgspec.structs.replace(
+                feedback,
+                correction=None if feedback.correction is None else redact(feedback.correction),
+                comment=None if feedback.comment is None else redact(feedback.comment),
+            )
+        await db.execute(
+            "INSERT INTO feedback(interaction_id, rating, at, record) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(interaction_id) DO UPDATE SET rating = excluded.rating, "
+            "at = excluded.at, record = excluded.record",
+            (interaction_id, feedback.rating, feedback.at, _ENCODER.encode(feedback).decode()),
+        )
+        return feedback
+
+    async def rated(
+        self,
+        collections: frozenset[str] | None,
+        *,
+        rating: Literal["up", "down", "none", "any"] = "any",
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Rated], int | None]:
+        """Interactions, newest first, with their feedback, that a caller limited to
+        `collections` may read; and the offset of the next page (None at the end)."""
+        db = self._require_db()
+        clauses, params = _rated_filter(rating, since, until)
+        cursor = await db.execute(
+            "SELECT i.record, f.record FROM interactions i LEFT JOIN feedback f "
+            f"ON f.interaction_id = i.id WHERE {clauses} ORDER BY i.id DESC",
+            params,
+        )
+        found: list[Rated] = []
+        skipped = 0
+        async for row in cursor:
+            item = _rated(row)
+            if not item.interaction.visible_to(collections):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            if len(found) == limit:
+                return found, offset + limit
+            found.append(item)
+        return found, None
+
     def _append(self, line: bytes) -> None:
         with open(self.path, "ab") as handle:
             handle.write(line + b"\n")
@@ -182,6 +326,50 @@ class InteractionLog:
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
+
+
+def _rated_filter(rating: str, since: str | None, until: str | None) -> tuple[str, list[object]]:
+    clauses = ["json_extract(i.record, '$.error') IS NULL"]
+    params: list[object] = []
+    if rating in ("up", "down"):
+        clauses.append("f.rating = ?")
+        params.append(rating)
+    elif rating == "none":
+        clauses.append("f.rating IS NULL")
+    if since:
+        clauses.append("i.at >= ?")
+        params.append(since)
+    if until:
+        clauses.append("i.at < ?")
+        params.append(until)
+    return " AND ".join(clauses), params
+
+
+def _rated(row: Any) -> Rated:
+    interaction = msgspec.json.decode(row[0], type=Interaction)
+    feedback = None if row[1] is None else msgspec.json.decode(row[1], type=Feedback)
+    return Rated(interaction, feedback)
+
+
+def read_rated(
+    data_dir: Path,
+    *,
+    rating: Literal["up", "down", "none", "any"] = "any",
+    since: str | None = None,
+) -> list[Rated]:
+    """Every answered interaction of a data directory's SQLite log with its feedback, oldest
+    first (the export commands; no caller limits apply)."""
+    path = data_dir / "interactions.sqlite3"
+    if not path.exists():
+        raise FeedbackUnavailable(f"no interaction log in {data_dir} (interactions.sqlite3)")
+    clauses, params = _rated_filter(rating, since, None)
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT i.record, f.record FROM interactions i LEFT JOIN feedback f "
+            f"ON f.interaction_id = i.id WHERE {clauses} ORDER BY i.id",
+            params,
+        ).fetchall()
+    return [_rated(row) for row in rows]
 
 
 def tail(data_dir: Path, sink: Sink, count: int) -> list[Interaction]:

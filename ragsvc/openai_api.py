@@ -31,7 +31,7 @@ from msgspec import Meta
 
 from indexes import NotFound
 from ragsvc.errors import BadRequest, ServiceError, status_of
-from ragsvc.interactions import Interaction
+from ragsvc.interactions import Interaction, interaction_scope
 from ragsvc.keys import Principal
 from ragsvc.logs import REQUEST_ID
 from ragsvc.schemas import QueryRequest, QueryResponse
@@ -136,7 +136,13 @@ async def chat_completions(
     known = {row[0] for row in await services.reads.collections(None)}
     collection = _collection(data.model, principal, known)
     request_id = REQUEST_ID.get() or uuid.uuid4().hex
-    record = Interaction(request_id=request_id, question=question, collection=collection)
+    record = Interaction(
+        request_id=request_id,
+        question=question,
+        collection=collection,
+        key_id=principal.key_id,
+        scope=interaction_scope(principal.collections, collection),
+    )
     query = QueryRequest(question=question, collection=collection, stream=data.stream)
     completion_id = f"chatcmpl-{request_id}"
     created = int(time.time())

@@ -6,13 +6,14 @@ names the field. Store rows (`DocumentRow`, `ChunkRow`, `SearchHit`) are returne
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 from indexes import ChunkRow, DocumentRow, SearchHit
 from indexes.fusion import Mode
+from ragsvc.interactions import Feedback
 from ragsvc.job_queue import Job
 
 Question = Annotated[str, Meta(min_length=1, max_length=10_000)]
@@ -127,6 +128,38 @@ class TemplateInfo(msgspec.Struct, frozen=True):
 
 class TemplateList(msgspec.Struct, frozen=True):
     templates: list[TemplateInfo]
+
+
+class FeedbackRequest(RequestBody):
+    request_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    """The `request_id` of the answer (in every `/query` response and its `done` event)."""
+    rating: Literal["up", "down"]
+    correction: Annotated[str, Meta(min_length=1, max_length=20_000)] | None = None
+    """What the answer should have said."""
+    comment: Annotated[str, Meta(min_length=1, max_length=5_000)] | None = None
+
+
+class InteractionView(msgspec.Struct, frozen=True):
+    request_id: str
+    at: str
+    question: str
+    answer: str | None
+    answerable: bool | None
+    confidence: float | None
+    backend: str | None
+    collection: str | None
+    scope: list[str] | None
+    """The collections the question could search when it named none (None: every one)."""
+    chunk_ids: list[int]
+    cited_chunk_ids: list[int]
+    feedback: Feedback | None
+
+
+class InteractionList(msgspec.Struct, frozen=True):
+    interactions: list[InteractionView]
+    limit: int
+    offset: int = 0
+    next_offset: int | None = None
 
 
 class JobList(msgspec.Struct, frozen=True):

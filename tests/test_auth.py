@@ -30,6 +30,7 @@ class Tenants:
         self.client = client
         self.document: dict[str, int] = {}
         self.job: dict[str, str] = {}
+        self.answer: dict[str, str] = {}
         for collection, content in (("a", NOTES_A), ("b", SECRET_B)):
             response = client.post(
                 "/documents?wait=true",
@@ -40,6 +41,10 @@ class Tenants:
             (job,) = response.json()["jobs"]
             self.job[collection] = job["id"]
             self.document[collection] = job["document_id"]
+            asked = client.post(
+                "/query", json={"question": "What is written here?", "collection": collection}
+            )
+            self.answer[collection] = asked.json()["request_id"]
         self.admin = keys.create("ops", "admin")
         self.reader = keys.create("dashboard", "read")
         self.writer_a = keys.create("team a", "write", ["a"])
@@ -82,6 +87,11 @@ CALLS: dict[tuple[str, str], Call] = {
     ("get", "/jobs"): lambda t, c: ("/jobs", {}),
     ("delete", "/jobs/{job_id}"): lambda t, c: (f"/jobs/{t.job[c]}", {}),
     ("get", "/metrics"): lambda t, c: ("/metrics", {}),
+    ("post", "/feedback"): lambda t, c: (
+        "/feedback",
+        {"json": {"request_id": t.answer[c], "rating": "up"}},
+    ),
+    ("get", "/interactions"): lambda t, c: ("/interactions", {}),
     ("get", "/v1/models"): lambda t, c: ("/v1/models", {}),
     ("post", "/v1/chat/completions"): lambda t, c: (
         "/v1/chat/completions",
@@ -98,7 +108,12 @@ WRITES = {
     ("delete", "/documents/{document_id}"),
     ("delete", "/jobs/{job_id}"),
 }
-ADMIN = {("post", "/collections"), ("delete", "/collections/{name}"), ("get", "/metrics")}
+ADMIN = {
+    ("post", "/collections"),
+    ("delete", "/collections/{name}"),
+    ("get", "/metrics"),
+    ("get", "/interactions"),
+}
 UNSCOPED = {
     ("get", "/templates"),
     ("get", "/ready"),
@@ -107,6 +122,7 @@ UNSCOPED = {
     ("get", "/jobs"),
     ("get", "/v1/models"),
     ("get", "/metrics"),
+    ("get", "/interactions"),
 }
 PUBLIC = {("get", "/health")}
 
@@ -171,6 +187,11 @@ def test_every_route_checks_keys_scopes_and_collections(tenants: Tenants) -> Non
         headers=team_a,
     )
     assert chat.status_code == 200 and "4471" not in chat.text
+    # The interaction log shows a limited admin key only the answers from its collections.
+    logged = client.get("/interactions", headers=lead_a_key(tenants)).json()["interactions"]
+    assert logged and all(i["collection"] == "a" or i["scope"] == ["a"] for i in logged)
+    everything_logged = client.get("/interactions", headers=admin).json()["interactions"]
+    assert {i["collection"] for i in everything_logged} >= {"a", "b"}
     # Metrics count every collection: a key limited to some may not read them.
     lead_a = {"Authorization": f"Bearer {tenants.admin_a}"}
     assert client.get("/metrics", headers=lead_a).status_code == 403
@@ -192,6 +213,10 @@ def test_every_route_checks_keys_scopes_and_collections(tenants: Tenants) -> Non
     assert client.get("/collections", headers=admin).json()["collections"] == [
         {"name": "b", "documents": 1, "chunks": 1}
     ]
+
+
+def lead_a_key(tenants: Tenants) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tenants.admin_a}"}
 
 
 def test_without_keys_other_sites_and_foreign_hosts_are_refused(tmp_path: Path) -> None:

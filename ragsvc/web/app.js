@@ -168,8 +168,51 @@ function showSources(sources) {
   }));
 }
 
+// -- feedback --------------------------------------------------------------------------------
+
+let answeredId = null;
+
+async function rate(rating, correction) {
+  const body = { request_id: answeredId, rating };
+  if (correction) body.correction = correction;
+  await api("/feedback", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  for (const [id, value] of [["rate-up", "up"], ["rate-down", "down"]]) {
+    $(id).setAttribute("aria-pressed", String(value === rating));
+  }
+  $("feedback-state").textContent = correction ? "Thanks: correction saved" : "Thanks";
+}
+
+function resetFeedback(requestId) {
+  answeredId = requestId;
+  $("feedback-form").hidden = !requestId;
+  $("correction-box").hidden = true;
+  $("correction").value = "";
+  $("feedback-state").textContent = "";
+  for (const id of ["rate-up", "rate-down"]) $(id).setAttribute("aria-pressed", "false");
+}
+
+$("rate-up").addEventListener("click", () => {
+  $("correction-box").hidden = true;
+  rate("up").catch((error) => showError(error.message));
+});
+$("rate-down").addEventListener("click", () => {
+  $("correction-box").hidden = false;
+  rate("down").catch((error) => showError(error.message));
+  $("correction").focus();
+});
+$("feedback-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const correction = $("correction").value.trim();
+  if (correction) rate("down", correction).catch((error) => showError(error.message));
+});
+
 async function ask(question) {
   showError("");
+  resetFeedback(null);
   const answer = $("answer");
   answer.textContent = "";
   answer.dataset.tokens = "0";
@@ -215,6 +258,7 @@ async function ask(question) {
           `Confidence ${(payload.confidence * 100).toFixed(0)}%` +
           (payload.answerable ? "" : " (not found in the documents)");
         showSources(payload.sources);
+        resetFeedback(payload.request_id);
         answer.dataset.done = "true";
       } else if (name === "error") {
         throw new Error(payload.detail);
