@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,18 @@ def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
         mark = cited[0].find_element(By.TAG_NAME, "mark")
         assert "85%" in mark.text  # the quoted sentence is highlighted in its passage
         assert browser.find_element(By.ID, "error").text == ""
+
+        # Feedback under the answer: a thumbs down, then what it should have said.
+        browser.find_element(By.ID, "rate-down").click()
+        correction = browser.find_element(By.ID, "correction")
+        wait.until(lambda _: correction.is_displayed())
+        correction.send_keys("About 85% in F-score, with the HMM-based tagger.")
+        browser.find_element(By.ID, "send-correction").click()
+        state = browser.find_element(By.ID, "feedback-state")
+        wait.until(lambda _: "correction saved" in state.text)
+        with sqlite3.connect(tmp_path / "data" / "interactions.sqlite3") as log:
+            rating, record = log.execute("SELECT rating, record FROM feedback").fetchone()
+        assert rating == "down" and "with the HMM-based tagger" in record
 
         shot = Path(os.environ.get("RAGSVC_SCREENSHOT") or tmp_path / "page.png")
         shot.parent.mkdir(parents=True, exist_ok=True)
