@@ -22,26 +22,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import table  # noqa: E402
 from indexes import Catalog  # noqa: E402
 from ingest import jsonl_sources, load_embedder, load_query_embedder  # noqa: E402
 from ingest.ray_engine import connect  # noqa: E402
 from ragsvc.evaluation.retrieval import COLLECTION, evaluate, load_beir  # noqa: E402
 from ragsvc.ingestion import make_pipeline  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
-
-
-def table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-    print(flush=True)
 
 
 def ingest(settings: Settings, corpus: Path, engine: str) -> dict[str, Any]:
@@ -115,8 +108,8 @@ def main() -> None:
         runs: dict[str, dict[str, Any]] = {}
         settings = {}
         for engine in ("local", "ray"):
-            settings[engine] = Settings(
-                **{**_fields(base), "data_dir": str(scratch / engine), "ingest_engine": engine}
+            settings[engine] = msgspec.structs.replace(
+                base, data_dir=str(scratch / engine), ingest_engine=engine
             )
             if engine == "ray":
                 started = time.perf_counter()
@@ -177,12 +170,6 @@ def main() -> None:
         table(["engine", "mode", "nDCG@10", "recall@100", "MRR@10"], rows)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _fields(settings: Settings) -> dict[str, Any]:
-    import msgspec
-
-    return msgspec.structs.asdict(settings)
 
 
 if __name__ == "__main__":

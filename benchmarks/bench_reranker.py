@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -73,7 +75,7 @@ def main() -> None:
         rows = []
         with Catalog.open(settings.data_path, readonly=True) as catalog:
             for candidates in [0, *(int(c) for c in args.candidates.split(","))]:
-                run = Settings(**{**_fields(settings), "reranker_candidates": max(1, candidates)})
+                run = msgspec.structs.replace(settings, reranker_candidates=max(1, candidates))
                 chosen = reranker if candidates else None
                 latencies = []
                 for number, text in enumerate(texts):
@@ -93,12 +95,6 @@ def main() -> None:
             print(f"| {label} | {p50 * 1000:.1f} | {p95 * 1000:.1f} |")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _fields(settings: Settings) -> dict[str, object]:
-    import msgspec
-
-    return msgspec.structs.asdict(settings)
 
 
 if __name__ == "__main__":

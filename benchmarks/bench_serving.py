@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.http_load import Connection, percentile, run_load  # noqa: E402
+from benchmarks.report import table  # noqa: E402
 from indexes import Catalog, SearchFilter  # noqa: E402
 from indexes.lexical import ENGLISH_STOPWORDS  # noqa: E402
 from ingest import IngestPipeline, jsonl_sources, load_embedder, load_query_embedder  # noqa: E402
@@ -74,15 +75,6 @@ PROBE_QUERY = "quokka colony violet band"
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
-
-
-def table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-    print(flush=True)
 
 
 def rss_mb(pid: int | None) -> tuple[float, float]:

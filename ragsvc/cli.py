@@ -15,8 +15,9 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -576,9 +577,18 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     return _eval_answers(settings, args)
 
 
-def _eval_tune(settings: Settings, args: argparse.Namespace) -> int:
+class _BeirRun(NamedTuple):
+    catalog: Catalog
+    embedder: Embedder
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    eval_dir: Path
+
+
+@contextmanager
+def _beir_run(settings: Settings, args: argparse.Namespace) -> Iterator[_BeirRun]:
+    """The split's queries and the corpus ingested (or found) in the evaluation's folder."""
     from ragsvc.evaluation import retrieval as evaluation
-    from ragsvc.evaluation.tuning import Tuner, as_toml
 
     corpus = args.beir / "corpus.jsonl"
     if not corpus.is_file() or not (args.beir / "qrels" / f"{args.split}.tsv").is_file():
@@ -593,6 +603,15 @@ def _eval_tune(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ingesting {corpus} into {eval_dir} (known documents are skipped)", file=sys.stderr)
         added, unchanged = evaluation.ingest_corpus(catalog, settings, corpus)
         print(f"{added} added, {unchanged} already there; {len(queries)} queries", file=sys.stderr)
+        yield _BeirRun(catalog, query_embedder, queries, qrels, eval_dir)
+
+
+def _eval_tune(settings: Settings, args: argparse.Namespace) -> int:
+    from ragsvc.evaluation import retrieval as evaluation
+    from ragsvc.evaluation.tuning import Tuner, as_toml
+
+    with _beir_run(settings, args) as run:
+        catalog, query_embedder, queries, qrels, eval_dir = run
         tuner = Tuner(
             catalog,
             query_embedder,
@@ -620,20 +639,11 @@ def _eval_tune(settings: Settings, args: argparse.Namespace) -> int:
 def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
     from ragsvc.evaluation import retrieval as evaluation
 
-    corpus = args.beir / "corpus.jsonl"
-    if not corpus.is_file() or not (args.beir / "qrels" / f"{args.split}.tsv").is_file():
-        raise CommandError(f"{args.beir} is not a BEIR folder with split {args.split!r}")
     if args.k < 1:
         raise CommandError("--k must be at least 1")
     baseline = _read_json(args.baseline) if args.baseline else None
-    eval_dir = args.eval_dir or Path("eval-data") / args.beir.resolve().name
-    queries, qrels = evaluation.load_beir(args.beir, args.split)
-    query_embedder = make_query_embedder(settings)
-    eval_settings = msgspec.structs.replace(settings, data_dir=str(eval_dir))
-    with open_catalog(eval_settings, query_embedder) as catalog:
-        print(f"ingesting {corpus} into {eval_dir} (known documents are skipped)", file=sys.stderr)
-        added, unchanged = evaluation.ingest_corpus(catalog, settings, corpus)
-        print(f"{added} added, {unchanged} already there; {len(queries)} queries", file=sys.stderr)
+    with _beir_run(settings, args) as run:
+        catalog, query_embedder, queries, qrels, eval_dir = run
         modes = list(MODES) if args.mode == "all" else [args.mode]
         results = evaluation.evaluate(
             catalog,
