@@ -115,6 +115,9 @@ class _Mask(NamedTuple):
     """The same, over the lexical index's positions."""
     expression: str
     """The same over owner fields, for a Milvus search ("" for FAISS, or when too long)."""
+    everything: bool
+    """Every live chunk matches (one collection holds them all): search without a filter,
+    which is faster than searching through one that excludes nothing."""
 
 
 class IndexReader:
@@ -203,9 +206,7 @@ class IndexReader:
             if mode in ("lexical", "hybrid"):
                 assert text is not None
                 with stage("lexical"):
-                    lexical = state.lexical.search(
-                        text, depth, None if mask is None else mask.lexical
-                    )
+                    lexical = state.lexical.search(text, depth, _lexical_mask(mask))
         with stage("fuse"):
             if mode == "dense":
                 ranked = dense
@@ -245,11 +246,7 @@ class IndexReader:
             if mask is not None and not mask.chunks.any():
                 return [], []
             dense = [] if vector is None else _dense(state, vector, depth, mask)
-            lexical = (
-                []
-                if text is None
-                else state.lexical.search(text, depth, None if mask is None else mask.lexical)
-            )
+            lexical = [] if text is None else state.lexical.search(text, depth, _lexical_mask(mask))
         return dense, lexical
 
     def _mask(self, state: IndexState, filters: SearchFilter, collection_id: int | None) -> _Mask:
@@ -287,7 +284,10 @@ class IndexReader:
         inside = lexical_ids < len(chunks)
         lexical = np.zeros(len(lexical_ids), dtype=bool)
         lexical[inside] = chunks[lexical_ids[inside]]
-        mask = _Mask(chunks, np.packbits(chunks, bitorder="little"), lexical, expression)
+        everything = bool(np.array_equal(chunks, owners.documents >= 0))
+        mask = _Mask(
+            chunks, np.packbits(chunks, bitorder="little"), lexical, expression, everything
+        )
         with self._masks_lock:
             self._masks[key] = mask
             while len(self._masks) > _FILTER_CACHE_SIZE:
@@ -351,12 +351,16 @@ def _members(field: str, values: Sequence[int] | np.ndarray) -> str:
     return f"{field} in [{', '.join(map(str, values))}]"
 
 
+def _lexical_mask(mask: _Mask | None) -> np.ndarray | None:
+    return None if mask is None or mask.everything else mask.lexical
+
+
 def _dense(
     state: IndexState, vector: np.ndarray, k: int, mask: _Mask | None
 ) -> list[tuple[int, float]]:
     if len(state.dense) == 0:
         return []
-    if mask is None:
+    if mask is None or mask.everything:
         scores, ids = state.dense.search(vector, k)
     else:
         scores, ids = state.dense.search_filtered(

@@ -81,7 +81,37 @@ class _Pool(NamedTuple):
     notes: list[str | None]
 
 
-_END = object()
+END = object()
+"""What `start_feeding` puts on its queue after the last source (and the writer's last pool)."""
+
+
+def start_feeding(
+    sources: Iterable[Source],
+    prepare: Callable[[Source], Any],
+    out: queue.Queue[Any],
+    stop: threading.Event,
+    failure: list[BaseException],
+    *,
+    name: str,
+) -> threading.Thread:
+    """Start a thread that puts `prepare(source)` on `out` for each source, until the sources
+    end or `stop` is set, and then `END`. An error is kept in `failure` and sets `stop`."""
+
+    def feed() -> None:
+        try:
+            for source in sources:
+                if stop.is_set():
+                    break
+                out.put(prepare(source))
+        except BaseException as error:
+            failure.append(error)
+            stop.set()
+        finally:
+            out.put(END)
+
+    thread = threading.Thread(target=feed, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class IngestPipeline:
@@ -152,22 +182,10 @@ class IngestPipeline:
             if on_document is not None:
                 on_document(outcome)
 
-        def prepare() -> None:
-            try:
-                for source in sources:
-                    if stop.is_set():
-                        break
-                    prepared.put(self._prepare(source, collection, metadata or {}, on_stage))
-            except BaseException as error:
-                failure.append(error)
-                stop.set()
-            finally:
-                prepared.put(_END)
-
         def write() -> None:
             while True:
                 item = pools.get()
-                if item is _END:
+                if item is END:
                     return
                 if stop.is_set():
                     continue  # drain so the producer never blocks
@@ -217,9 +235,15 @@ class IngestPipeline:
                 _Pool([p.key for p in pending], documents, vectors, [p.note for p in pending])
             )
 
-        preparer = threading.Thread(target=prepare, name="ingest-prepare", daemon=True)
+        preparer = start_feeding(
+            sources,
+            lambda source: self._prepare(source, collection, metadata or {}, on_stage),
+            prepared,
+            stop,
+            failure,
+            name="ingest-prepare",
+        )
         writer = threading.Thread(target=write, name="ingest-writer", daemon=True)
-        preparer.start()
         writer.start()
         try:
             pending: list[_Prepared] = []
@@ -234,7 +258,7 @@ class IngestPipeline:
                         embed_pool(pending)
                         pending, pending_chunks = [], 0
                     continue
-                if item is _END:
+                if item is END:
                     break
                 if isinstance(item, DocumentOutcome):
                     pools.put(item)
@@ -251,7 +275,7 @@ class IngestPipeline:
             stop.set()
             raise
         finally:
-            pools.put(_END)
+            pools.put(END)
             writer.join()
             if stop.is_set():
                 _drain(prepared)

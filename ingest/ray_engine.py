@@ -44,6 +44,7 @@ from ingest.embed import EmbedderConfig, load_embedder
 from ingest.errors import EmbedderUnavailable, IngestError
 from ingest.extract.base import ExtractionLimits
 from ingest.pipeline import (
+    END,
     DocumentOutcome,
     IngestReport,
     NewBytes,
@@ -51,6 +52,7 @@ from ingest.pipeline import (
     build_document,
     embed_texts,
     load_new,
+    start_feeding,
 )
 from ingest.sources import Loaded, Source
 
@@ -220,9 +222,6 @@ class _Window(NamedTuple):
     size: int
 
 
-_END = object()
-
-
 class RayIngestPipeline:
     """`IngestPipeline`'s contract, with extraction, chunking and embedding on Ray."""
 
@@ -284,19 +283,14 @@ class RayIngestPipeline:
             if on_document is not None:
                 on_document(outcome)
 
-        def reader() -> None:
-            try:
-                for source in sources:
-                    if stop.is_set():
-                        break
-                    read.put(self._read(source, collection, metadata or {}, on_stage))
-            except BaseException as error:
-                failure.append(error)
-            finally:
-                read.put(_END)
-
-        thread = threading.Thread(target=reader, name="ray-ingest-reader", daemon=True)
-        thread.start()
+        thread = start_feeding(
+            sources,
+            lambda source: self._read(source, collection, metadata or {}, on_stage),
+            read,
+            stop,
+            failure,
+            name="ray-ingest-reader",
+        )
         try:
             ended = False
             while not ended:
@@ -307,7 +301,7 @@ class RayIngestPipeline:
                         item = read.get(timeout=self.pause if window else None)
                     except queue.Empty:
                         break  # the sources paused: send what we have
-                    if item is _END:
+                    if item is END:
                         ended = True
                         break
                     if isinstance(item, DocumentOutcome):

@@ -1109,6 +1109,7 @@ async def ready(state: State) -> Ready:
             mode=services.settings.ingest_worker,
             pid=services.worker.pid,
             restarts=services.worker.restarts,
+            ready=services.worker.ready,
         ),
         server_pid=os.getpid(),
     )

@@ -12,13 +12,14 @@ query: with a MiniLM-L6-sized model and 20 candidates, tens of milliseconds on t
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from ingest.plugins import plugin_class
 
 
 class RerankerUnavailable(Exception):
@@ -71,14 +72,7 @@ def load_reranker(spec: str) -> Reranker | None:
     if not spec:
         return None
     if ":" in spec and not Path(spec).exists():
-        module_name, _, class_name = spec.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as error:
-            raise RerankerUnavailable(
-                f"cannot import reranker {spec!r} ({error}); install the package that provides "
-                f"{module_name!r}"
-            ) from None
+        cls = plugin_class(spec, "reranker", RerankerUnavailable)
         custom: Reranker = cls()
         return custom
     return CrossEncoderReranker(spec)

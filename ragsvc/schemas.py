@@ -209,6 +209,8 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     pid: int | None
     """The worker's process id; None while it is being restarted."""
     restarts: int
+    ready: bool = False
+    """It has loaded its model and takes jobs (uploads are queued, and kept, before that)."""
 
 
 class Ready(msgspec.Struct, frozen=True):

@@ -25,7 +25,13 @@ import msgspec
 
 from ingest import Embedder
 from ragsvc.settings import Settings
-from ragsvc.worker import PARENT_VARIABLE, SETTINGS_VARIABLE, acquire_worker_lock, build_runner
+from ragsvc.worker import (
+    PARENT_VARIABLE,
+    SETTINGS_VARIABLE,
+    acquire_worker_lock,
+    build_runner,
+    worker_ready,
+)
 
 logger = logging.getLogger(__name__)
 BACKOFF_FIRST, BACKOFF_MAX, STABLE_AFTER = 1.0, 30.0, 60.0
@@ -43,6 +49,11 @@ class Worker(Protocol):
 
     @property
     def restarts(self) -> int: ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether the worker has loaded its model and takes jobs."""
+        ...
 
 
 class WorkerProcess:
@@ -63,6 +74,10 @@ class WorkerProcess:
     @property
     def restarts(self) -> int:
         return self._restarts
+
+    @property
+    def ready(self) -> bool:
+        return worker_ready(self.settings.data_path, self.pid)
 
     def start(self) -> None:
         self._thread.start()
@@ -125,6 +140,10 @@ class WorkerThread:
     @property
     def restarts(self) -> int:
         return 0
+
+    @property
+    def ready(self) -> bool:
+        return True  # its runner was built with the server
 
     def start(self) -> None:
         self._runner.start()

@@ -36,6 +36,8 @@ from ragsvc.settings import Settings
 SETTINGS_VARIABLE = "RAGSVC_WORKER_SETTINGS"
 PARENT_VARIABLE = "RAGSVC_WORKER_PARENT"
 LOCK_NAME = "worker.lock"
+READY_NAME = "worker.ready"
+"""Holds the pid of the worker that has loaded its model and takes jobs."""
 EXIT_BUSY = 3
 LOOKAHEAD = 4
 """Documents prepared ahead of the embedder: enough to keep it fed (extraction is fast beside
@@ -77,6 +79,23 @@ def worker_is_running(data_dir: Path) -> bool:
     finally:
         os.close(handle)
     return False
+
+
+def mark_ready(data_dir: Path) -> None:
+    """Say that this process takes jobs now (`worker_ready` reads it)."""
+    partial = data_dir / f"{READY_NAME}.{os.getpid()}"
+    partial.write_text(f"{os.getpid()}\n")
+    os.replace(partial, data_dir / READY_NAME)
+
+
+def worker_ready(data_dir: Path, pid: int | None) -> bool:
+    """Whether the worker process `pid` has said it takes jobs."""
+    if pid is None:
+        return False
+    try:
+        return int((data_dir / READY_NAME).read_text().strip() or 0) == pid
+    except (OSError, ValueError):
+        return False
 
 
 def build_runner(settings: Settings, embedder: Embedder | None = None) -> tuple[JobRunner, Catalog]:
@@ -142,6 +161,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     runner.resume_interrupted()
+    mark_ready(settings.data_path)
     logger.info("worker ready (pid %d, nice %d)", os.getpid(), os.nice(0))
     try:
         runner.run_forever()

@@ -69,6 +69,7 @@ def test_worker_killed_mid_batch_while_queries_run(tmp_path: Path) -> None:
                 while client.get("/ready").json()["jobs"].get("ready", 0) < 20:
                     assert time.monotonic() < deadline, "the worker stored nothing"
                     time.sleep(0.1)
+                assert client.get("/ready").json()["worker"]["ready"] is True
                 os.kill(first_worker, signal.SIGKILL)
                 killed_at = client.get("/ready").json()["jobs"]
                 jobs = wait_jobs(client, job_ids, timeout=300)
@@ -77,6 +78,7 @@ def test_worker_killed_mid_batch_while_queries_run(tmp_path: Path) -> None:
             assert len(searcher.statuses) > 20
             assert ready["worker"]["restarts"] >= 1
             assert ready["worker"]["pid"] not in (None, first_worker)
+            assert ready["worker"]["ready"] is True  # the new worker said so, not the dead one
             assert all(j["state"] == "ready" for j in jobs), killed_at
             documents = client.get("/documents", params={"limit": 1000}).json()["documents"]
             names = [d["source_name"] for d in documents]

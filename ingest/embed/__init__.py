@@ -14,7 +14,6 @@ factories every command and the service use.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import logging
 import subprocess
@@ -33,6 +32,7 @@ from ingest.embed.sentence_transformer import (
     resolve_model,
 )
 from ingest.errors import EmbedderUnavailable
+from ingest.plugins import plugin_class
 
 EMBEDDERS: dict[str, type] = {"sentence-transformers": SentenceTransformerEmbedder}
 QueryRuntime = Literal["auto", "openvino", "onnx", "torch"]
@@ -75,14 +75,7 @@ def load_embedder(config: EmbedderConfig = DEFAULT_CONFIG) -> Embedder:
         raise EmbedderUnavailable(
             f"unknown embedder {config.backend!r}; use one of: {known}, or 'package.module:Class'"
         )
-    module_name, _, class_name = config.backend.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as error:
-        raise EmbedderUnavailable(
-            f"cannot import embedder {config.backend!r} ({error}); install the package that "
-            f"provides {module_name!r}"
-        ) from None
+    cls = plugin_class(config.backend, "embedder", EmbedderUnavailable)
     custom: Embedder = cls(config.model, device=config.device, batch_size=config.batch_size)
     return custom
 
