@@ -17,8 +17,9 @@ it), and prints one table per stage:
 - server: `ragsvc serve` in a child process, one client: `/search` on the split's queries,
   `/query` (extractive) on training questions, so no answer comes from a cache.
 - load: one client, then `--clients` clients, for `--duration` seconds each on `/search`;
-  every request text is distinct (a counter is appended), so the query cache never answers.
-  Then the server's and the worker's resident memory.
+  every request text is distinct (a counter is appended), so the query cache never answers;
+  with the server's CPU time per request (all its threads, from /proc). Then the server's and
+  the worker's resident memory.
 - ingest: the whole corpus uploaded through `POST /documents` in requests of
   `--upload-batch` files to a fresh server, while one client searches every
   `--search-interval` seconds; after 1,000 files are queued, a one-page document is uploaded
@@ -77,6 +78,14 @@ PROBE_QUERY = "quokka colony violet band"
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc."""
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int | None) -> tuple[float, float]:
@@ -293,17 +302,26 @@ def load_stage(server: Server, queries: list[str], clients: int, seconds: float)
     def body(number: int) -> dict[str, Any]:
         return {"query": f"{queries[number % len(queries)]} ({number})", "k": 10}
 
-    single = asyncio.run(run_load(host, int(port), "/search", body, clients=1, seconds=seconds))
-    many = asyncio.run(
-        run_load(
-            host,
-            int(port),
-            "/search",
-            lambda n: body(n + 10_000_000),
-            clients=clients,
-            seconds=seconds,
+    server_pid = server.ready()["server_pid"]
+    cpu: dict[int, float] = {}  # the server's CPU seconds per request, by clients
+
+    def timed(count: int, offset: int) -> Any:
+        before = cpu_seconds(server_pid)
+        result = asyncio.run(
+            run_load(
+                host,
+                int(port),
+                "/search",
+                lambda n: body(n + offset),
+                clients=count,
+                seconds=seconds,
+            )
         )
-    )
+        cpu[count] = (cpu_seconds(server_pid) - before) / max(1, len(result.latencies))
+        return result
+
+    single = timed(1, 0)
+    many = timed(clients, 10_000_000)
     ready = server.ready()
     server_rss = rss_mb(ready.get("server_pid"))
     worker_rss = rss_mb((ready.get("worker") or {}).get("pid"))
@@ -316,10 +334,15 @@ def load_stage(server: Server, queries: list[str], clients: int, seconds: float)
             ms(percentile(r.latencies, 50)),
             ms(percentile(r.latencies, 99)),
             str(len(r.errors)),
+            ms(cpu[n]),
+            f"{cpu[n] * r.throughput:.2f}",
         ]
         for n, r in ((1, single), (clients, many))
     ]
-    table(["load", "requests", "req/s", "p50 ms", "p99 ms", "errors"], rows)
+    table(
+        ["load", "requests", "req/s", "p50 ms", "p99 ms", "errors", "server CPU ms/req", "cores"],
+        rows,
+    )
     ratio = many.throughput / single.throughput if single.throughput else float("nan")
     print(f"throughput {clients} clients / 1 client: {ratio:.2f}")
     print(
@@ -335,6 +358,7 @@ def load_stage(server: Server, queries: list[str], clients: int, seconds: float)
         "many_p50_ms": percentile(many.latencies, 50) * 1000,
         "many_p99_ms": percentile(many.latencies, 99) * 1000,
         "errors": len(many.errors),
+        "server_cpu_ms_per_request": {str(n): value * 1000 for n, value in cpu.items()},
         "server_rss_mb": server_rss[0],
         "server_peak_mb": server_rss[1],
         "worker_rss_mb": worker_rss[0],
