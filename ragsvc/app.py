@@ -455,8 +455,7 @@ async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
     while True:
         current = await services.reads.jobs([j.id for j in jobs])
         if all(j.state in TERMINAL_STATES for j in current):
-            # Read your writes: the served index holds the documents before the answer.
-            await _in_thread(services.catalog.refresh)
+            await _served(services, current)
             return current
         if time.monotonic() > deadline:
             return current
@@ -465,10 +464,20 @@ async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
 
 @get("/jobs/{job_id:str}", summary="An ingestion job: state, progress, error")
 async def get_job(state: State, principal: Caller, job_id: JobId) -> Job:
-    job = await _services(state).reads.job(job_id)
+    services = _services(state)
+    job = await services.reads.job(job_id)
     if not principal.sees(job.collection):
         raise JobNotFound(job_id)
+    await _served(services, [job])
     return job
+
+
+async def _served(services: Services, jobs: list[Job]) -> None:
+    """Read your writes: once a job is reported ready, searches find its document (the
+    follower would pick it up within `refresh_interval`; a client that saw "ready" must not
+    be told "not found" meanwhile)."""
+    if any(j.state == "ready" for j in jobs):
+        await _in_thread(services.catalog.refresh)
 
 
 @get("/jobs", summary="Ingestion jobs, newest first, paginated, optionally in one state")
@@ -482,7 +491,9 @@ async def list_jobs(
     offset: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
 ) -> JobList:
     collections = None if principal.collections is None else sorted(principal.collections)
-    rows = await _services(state).reads.job_page(job_state, collections, limit + 1, offset)
+    services = _services(state)
+    rows = await services.reads.job_page(job_state, collections, limit + 1, offset)
+    await _served(services, rows[:limit])
     next_offset = offset + limit if len(rows) > limit else None
     return JobList(rows[:limit], limit, offset, next_offset)
 

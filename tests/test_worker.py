@@ -140,3 +140,33 @@ def test_cli_ingest_and_rebuild_beside_a_live_server(tmp_path: Path) -> None:
             assert hits and "moon" in hits[0]["text"]
     finally:
         server.stop()
+
+
+def test_a_job_reported_ready_is_searchable_at_once(tmp_path: Path) -> None:
+    # The server would follow the worker's commits only once a minute here: a document whose
+    # job a client has read as "ready" (alone, or in the list) must already be searchable.
+    server = Server(tmp_path / "data", tmp_path / "server.log", {"RAGSVC_REFRESH_INTERVAL": "60"})
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+
+            def upload(name: str, text: str) -> str:
+                files = [("files", (name, text.encode(), "text/plain"))]
+                return str(client.post("/documents", files=files).json()["jobs"][0]["id"])
+
+            first = upload("quillwort.txt", "The quillwort grows in the shallows of the loch.")
+            assert wait_jobs(client, [first])[0]["state"] == "ready"  # GET /jobs/{id}
+            hits = _search(client, "quillwort", mode="lexical")
+            assert [h["source_name"] for h in hits] == ["quillwort.txt"]
+
+            second = upload("wrack.txt", "Bladderwrack clings to the rocks below the pier.")
+            deadline = time.monotonic() + 120
+            while second not in {
+                j["id"] for j in client.get("/jobs", params={"state": "ready"}).json()["jobs"]
+            }:
+                assert time.monotonic() < deadline, "the job did not finish"
+                time.sleep(0.1)
+            hits = _search(client, "bladderwrack", mode="lexical")
+            assert [h["source_name"] for h in hits] == ["wrack.txt"]
+    finally:
+        server.stop()
