@@ -421,17 +421,6 @@ class Catalog:
             k=k, vector=vector, text=text, mode=mode, filters=filters, fusion=fusion, stage=stage
         )
 
-    def candidates(
-        self,
-        *,
-        depth: int,
-        vector: np.ndarray | None = None,
-        text: str | None = None,
-        filters: SearchFilter | None = None,
-    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-        """See `IndexReader.candidates`."""
-        return self.reader.candidates(depth=depth, vector=vector, text=text, filters=filters)
-
     def hits(self, pairs: Sequence[tuple[int, float]]) -> list[SearchHit]:
         return self.reader.hits(pairs)
 

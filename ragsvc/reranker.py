@@ -6,8 +6,8 @@ and orders them again (setting `reranker`, off by default).
 
 The cross-encoder runs on torch, so a server with a reranker holds torch beside the query
 encoder (about 300 MB more) and spends one forward pass over every (question, chunk) pair per
-query: with a MiniLM-L6-sized model and 20 candidates, tens of milliseconds on two cores
-(`benchmarks/RESULTS.md`). Hits it reorders get its score as `score`.
+query: with a MiniLM-L6-sized model and 20 candidates, about 1.2 s on two CPU cores
+(`benchmarks/RESULTS.md`, "Reranker cost"). Hits it reorders get its score as `score`.
 """
 
 from __future__ import annotations

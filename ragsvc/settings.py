@@ -312,7 +312,10 @@ SETTINGS_HELP: dict[str, str] = {
         "none. It runs on torch in the server (about 300 MB more; cost per query in "
         "`benchmarks/RESULTS.md`)."
     ),
-    "reranker_candidates": "Hits the reranker reads per search (at least the k asked for).",
+    "reranker_candidates": (
+        "The top hits the reranker reads and orders again per search; when k is larger, the "
+        "hits below them follow in their own order."
+    ),
     "eval_document_share": (
         "How `ragsvc eval` ranks a document from its chunks: its best chunk's score plus this "
         "share of its other chunks' (0: the best chunk alone)."

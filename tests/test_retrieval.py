@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,36 @@ def test_eval_retrieval_and_the_regression_check(
     err = capsys.readouterr().err
     assert "hybrid mrr@10" in err and "baseline 1.5000" in err
     assert main([*args, "--baseline", str(tmp_path / "missing.json")]) == 2
+
+
+def test_eval_tune_writes_settings_that_eval_retrieval_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    beir = _tiny_beir(tmp_path / "tiny")
+    eval_dir = tmp_path / "eval"
+    tuned = tmp_path / "tuned.toml"
+    tune = ["eval", "tune", "--beir", str(beir), "--split", "test", "--eval-dir", str(eval_dir)]
+    assert main([*tune, "--output", str(tuned)]) == 0
+    out = capsys.readouterr().out
+    assert "fusion" in out and "chosen" in out  # every candidate's row, the chosen marked
+    chosen = tomllib.loads(tuned.read_text())
+    assert set(chosen) == {
+        "lexical_k1",
+        "lexical_b",
+        "fusion",
+        "fusion_rrf_k",
+        "fusion_dense_weight",
+        "fusion_normalisation",
+        "fusion_candidates",
+        "eval_document_share",
+    }
+    report = tmp_path / "report.json"
+    retrieval = ["eval", "retrieval", "--beir", str(beir), "--eval-dir", str(eval_dir)]
+    assert main(["--config", str(tuned), *retrieval, "--output", str(report)]) == 0
+    assert json.loads(report.read_text())["modes"]["hybrid"]["recall@10"] == 1.0
+    # A split without labels is refused with its reason, not a traceback.
+    assert main([*tune, "--split", "train"]) == 2
+    assert "train" in capsys.readouterr().err
 
 
 def test_eval_answers_on_a_small_squad_file(

@@ -171,7 +171,7 @@ class Tuner:
 
     def _lexical_lists(self) -> None:
         for query in self.queries:
-            query.lexical = self.catalog.candidates(
+            query.lexical = self.catalog.reader.candidates(
                 depth=DEEP, text=query.text, filters=self.filters
             )[1]
 
@@ -180,7 +180,7 @@ class Tuner:
         for query in self.queries:
             vector = query.vector
             if rocchio:
-                top = self.catalog.candidates(
+                top = self.catalog.reader.candidates(
                     depth=ROCCHIO_DEPTH, vector=vector, filters=self.filters
                 )[0]
                 ids = [chunk_id for chunk_id, _ in top]
@@ -191,9 +191,9 @@ class Tuner:
                     centroid = np.concatenate(found).mean(axis=0)
                     vector = vector + rocchio * centroid
                     vector = (vector / np.linalg.norm(vector)).astype(np.float32)
-            query.dense = self.catalog.candidates(depth=DEEP, vector=vector, filters=self.filters)[
-                0
-            ]
+            query.dense = self.catalog.reader.candidates(
+                depth=DEEP, vector=vector, filters=self.filters
+            )[0]
 
     def tune(self) -> dict[str, Any]:
         lexical_index = self.catalog.reader.state.lexical
