@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -34,7 +34,21 @@ from indexes.store import embedded_text
 from ingest.extract.base import Extracted
 
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")
-_SENTENCE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])")  # noqa: RUF001 (closing quotes, CJK stops)
+_CLOSING = "\"'”’)]"  # noqa: RUF001 (closing quotes)
+# A sentence ends after its stop and any closing quote or bracket, before whitespace.
+_CLOSE = re.escape(_CLOSING)
+_SENTENCE_END = re.compile(
+    rf"(?:(?<=[.!?])|(?<=[.!?][{_CLOSE}])|(?<=[.!?][{_CLOSE}]{{2}}))\s+|(?<=[。！？])"  # noqa: RUF001 (CJK stops)
+)
+# Words after which a full stop is part of the word, not the end of a sentence; the second
+# set only before a number ("No. 5", "Fig. 2"), as "no." also ends sentences. "Inc." and
+# "etc." are left out: they end sentences as often as not.
+_ABBREVIATION_TEXT = """
+al approx ca capt cf col dr e.g gen gov hon i.e jr lt mr mrs ms mt prof rev sen sgt sr st vs
+"""
+_ABBREVIATIONS = frozenset(_ABBREVIATION_TEXT.split())
+_NUMBER_ABBREVIATIONS = frozenset(("eq", "fig", "figs", "no", "nos", "pp", "vol", "vols"))
+_WORD_BEFORE = re.compile(r"([\w.]+)\.$")
 _LINE = re.compile(r"\n")
 # A line that opens a list item, and a table row as extractors write it ("a | b | c").
 _LIST_ITEM = re.compile(r"[^\S\n]*(?:[-*\u2022\u2013]\s|\d{1,3}[.)]\s|\([a-z0-9]{1,3}\)\s)")
@@ -44,6 +58,40 @@ _WORD_BOUNDARY_SEARCH = 16
 CONTEXT_TOKENS = 32
 """The most tokens of title and heading path a chunk carries."""
 _ROWS = re.compile(r",? rows? \d+(?:-\d+)?$")
+
+
+class _SentenceBreaks:
+    """Where sentences end: after ".", "!" or "?" (and up to two closing quotes or brackets,
+    which stay with the sentence) and whitespace, or after a CJK full stop; except where the
+    full stop belongs to the word before it: an initial ("Paul T. Stallsworth", "Y. pestis"),
+    a known abbreviation ("et al. 1998", "c. 1455", "Rev. Paul"), or any word when a
+    lower-case word follows, as that does not start a sentence ("e.g. the", "approx. ten")."""
+
+    def finditer(self, text: str, start: int, end: int) -> Iterator[re.Match[str]]:
+        for match in _SENTENCE_END.finditer(text, start, end):
+            if not self._inside_sentence(text, start, match):
+                yield match
+
+    @staticmethod
+    def _inside_sentence(text: str, start: int, match: re.Match[str]) -> bool:
+        stop = match.start()
+        while stop > start and text[stop - 1] in _CLOSING:
+            stop -= 1
+        if stop == start or text[stop - 1] != ".":
+            return False
+        following = text[match.end() : match.end() + 1]
+        if following.islower():
+            return True
+        word = _WORD_BEFORE.search(text, max(start, stop - 12), stop)
+        if word is None:
+            return False
+        token = word.group(1).lower()
+        if len(token) == 1 and token.isalpha():
+            return True
+        return token in _ABBREVIATIONS or (following.isdigit() and token in _NUMBER_ABBREVIATIONS)
+
+
+_SENTENCE = _SentenceBreaks()
 
 
 class Tokenizes(Protocol):
@@ -207,7 +255,9 @@ class Chunker:
         return groups
 
 
-def _split(text: str, start: int, end: int, separator: re.Pattern[str]) -> list[tuple[int, int]]:
+def _split(
+    text: str, start: int, end: int, separator: re.Pattern[str] | _SentenceBreaks
+) -> list[tuple[int, int]]:
     """Spans of text[start:end] between separator matches, with whitespace trimmed."""
     spans: list[tuple[int, int]] = []
     position = start

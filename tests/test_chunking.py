@@ -7,7 +7,7 @@ from itertools import pairwise
 import pytest
 
 from ingest import Chunker, Embedder
-from ingest.chunking import CONTEXT_TOKENS
+from ingest.chunking import CONTEXT_TOKENS, sentence_spans
 from ingest.extract.base import Extracted, Section
 
 
@@ -126,3 +126,37 @@ def test_a_long_title_is_cut_to_the_context_budget(chunker: Chunker, embedder: E
     (chunk,) = chunker.chunk(Extracted("text/plain", "Short body text."), title=title)
     assert chunk.context is not None and title.startswith(chunk.context)
     assert len(embedder.token_offsets(chunk.context)) <= CONTEXT_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        (
+            "Rev. Paul T. Stallsworth leads it. He spoke.",
+            ["Rev. Paul T. Stallsworth leads it.", "He spoke."],
+        ),
+        (
+            "Reconstructions by Jones et al. 1998 agreed. So did others!",
+            ["Reconstructions by Jones et al. 1998 agreed.", "So did others!"],
+        ),
+        ("Strains of Y. pestis differ. Why?", ["Strains of Y. pestis differ.", "Why?"]),
+        ("Lefevre (c. 1455) taught, e.g. in Paris.", ["Lefevre (c. 1455) taught, e.g. in Paris."]),
+        (
+            "See Fig. 2 and No. 5. The answer was no. We left.",
+            ["See Fig. 2 and No. 5.", "The answer was no.", "We left."],
+        ),
+        (
+            "It was built in the U.S. The plans came later.",
+            ["It was built in the U.S.", "The plans came later."],
+        ),
+        ('He said "go." (Then he went.) Done.', ['He said "go."', "(Then he went.)", "Done."]),
+        ("他来了。我走了。", ["他来了。", "我走了。"]),
+    ],
+)
+def test_sentences_end_at_full_stops_that_are_not_part_of_a_word(
+    text: str, sentences: list[str]
+) -> None:
+    """Initials, abbreviations and a stop before a lower-case word do not end a sentence; a
+    stop after an ordinary word (or "no.", or "U.S." before a capital) does, and closing
+    quotes and brackets stay with their sentence."""
+    assert [text[start:end] for start, end in sentence_spans(text)] == sentences

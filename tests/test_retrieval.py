@@ -314,6 +314,24 @@ def test_eval_answers_on_a_small_squad_file(
     assert low < 1.0 == high  # four questions say little: Wilson's interval is wide
 
 
+@pytest.mark.parametrize(
+    ("text", "gold", "holds"),
+    [
+        ("Decided by the Scottish Government, not by councils.", "Scottish Government.", True),
+        ("He proposed   the name ABC-DuMont.", "the name abc-dumont", True),
+        ('Firms offer "one-stop shopping" now.', "one-stop shopping", True),
+        ("It happened after 1278.", "after 1279", False),
+        ("Anything at all.", "The", False),  # nothing left after normalisation holds nothing
+    ],
+)
+def test_gold_answers_are_matched_after_squads_normalisation(
+    text: str, gold: str, holds: bool
+) -> None:
+    from ragsvc.evaluation.answers import contains_gold
+
+    assert contains_gold(text, [gold]) is holds
+
+
 def test_paragraph_holdout_leaves_the_rest_of_the_article_indexed(tmp_path: Path) -> None:
     from ragsvc.evaluation.answers import load_squad, split_paragraphs
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ from ragsvc.settings import Settings
 
 COLLECTION = "squad"
 AUROC_RESAMPLES = 500
-_SPACES = re.compile(r"\s+")
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
 
 
 class Question(msgspec.Struct, frozen=True):
@@ -122,12 +124,15 @@ def split_paragraphs(
 
 
 def normalise(text: str) -> str:
-    return _SPACES.sub(" ", text).strip().lower()
+    """SQuAD's answer normalisation: lower case, without punctuation, articles and extra
+    whitespace (so "the Scottish Government." holds "Scottish Government")."""
+    text = "".join(char for char in text.lower() if char not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def contains_gold(text: str, answers: list[str]) -> bool:
     haystack = normalise(text)
-    return any(normalise(answer) in haystack for answer in answers)
+    return any(gold and gold in haystack for gold in map(normalise, answers))
 
 
 def ingest_articles(catalog: Catalog, settings: Settings, articles: list[Article]) -> int:
