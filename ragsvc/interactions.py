@@ -299,12 +299,7 @@ class InteractionLog:
         """Interactions, newest first, with their feedback, that a caller limited to
         `collections` may read; and the offset of the next page (None at the end)."""
         db = self._require_db()
-        clauses, params = _rated_filter(rating, since, until)
-        cursor = await db.execute(
-            "SELECT i.record, f.record FROM interactions i LEFT JOIN feedback f "
-            f"ON f.interaction_id = i.id WHERE {clauses} ORDER BY i.id DESC",
-            params,
-        )
+        cursor = await db.execute(*_rated_query(rating, since, until, newest_first=True))
         found: list[Rated] = []
         skipped = 0
         async for row in cursor:
@@ -328,7 +323,10 @@ class InteractionLog:
             await self._db.close()
 
 
-def _rated_filter(rating: str, since: str | None, until: str | None) -> tuple[str, list[object]]:
+def _rated_query(
+    rating: str, since: str | None, until: str | None, *, newest_first: bool
+) -> tuple[str, list[object]]:
+    """The SQL and parameters that list answered interactions with their feedback."""
     clauses = ["json_extract(i.record, '$.error') IS NULL"]
     params: list[object] = []
     if rating in ("up", "down"):
@@ -342,7 +340,12 @@ def _rated_filter(rating: str, since: str | None, until: str | None) -> tuple[st
     if until:
         clauses.append("i.at < ?")
         params.append(until)
-    return " AND ".join(clauses), params
+    return (
+        "SELECT i.record, f.record FROM interactions i LEFT JOIN feedback f "
+        f"ON f.interaction_id = i.id WHERE {' AND '.join(clauses)} "
+        f"ORDER BY i.id{' DESC' if newest_first else ''}",
+        params,
+    )
 
 
 def _rated(row: Any) -> Rated:
@@ -362,13 +365,8 @@ def read_rated(
     path = data_dir / "interactions.sqlite3"
     if not path.exists():
         raise FeedbackUnavailable(f"no interaction log in {data_dir} (interactions.sqlite3)")
-    clauses, params = _rated_filter(rating, since, None)
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT i.record, f.record FROM interactions i LEFT JOIN feedback f "
-            f"ON f.interaction_id = i.id WHERE {clauses} ORDER BY i.id",
-            params,
-        ).fetchall()
+        rows = db.execute(*_rated_query(rating, since, None, newest_first=False)).fetchall()
     return [_rated(row) for row in rows]
 
 
