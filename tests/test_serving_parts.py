@@ -197,6 +197,46 @@ def test_rerank_embeds_only_the_shortlist_and_agrees_with_encoding_every_sentenc
     assert answer.text == expected.text and answer.confidence == expected.confidence
 
 
+def test_a_decision_near_the_threshold_is_made_again_on_sentences_embedded_alone(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker
+) -> None:
+    """Stored sentence vectors approximate the evidence the threshold was set for; where the
+    approximation could decide, the shortlist is embedded and the decision made on that."""
+    text = (
+        "The ferry leaves the harbour at seven. Tickets are sold at the kiosk beside the pier. "
+        "Bicycles travel free on weekdays. The last crossing back departs at nine."
+    )
+    IngestPipeline(catalog, embedder, chunker).run([TextSource("ferry", text)], collection="c")
+    question = "When does the last crossing back depart?"
+    hits = retrieve(catalog, embedder, Settings(), question, k=1, need_vector=True).hits
+    context = passages(catalog, hits)
+
+    class Recording:
+        """The real embedder, keeping the sentences it was asked to embed."""
+
+        def __init__(self) -> None:
+            self.embedded: list[str] = []
+
+        def embed_query(self, text: str) -> np.ndarray:
+            return embedder.embed_query(text)
+
+        def embed_documents(self, texts: list[str]) -> np.ndarray:
+            self.embedded += texts
+            return embedder.embed_documents(texts)
+
+    clear = Recording()
+    stored = ExtractiveBackend(clear, min_confidence=0.01, rerank=2).answer(question, context)  # type: ignore[arg-type]
+    assert stored.answerable and clear.embedded == []  # far above the threshold: no model call
+    # A threshold at the stored evidence itself: that decision is made on the shortlist.
+    close = Recording()
+    again = ExtractiveBackend(close, min_confidence=stored.confidence, rerank=2)  # type: ignore[arg-type]
+    answer = again.answer(question, context)
+    assert len(close.embedded) == 2
+    exact = ExtractiveBackend(embedder, min_confidence=0.0, sentence_vectors="rerank", rerank=2)
+    assert answer.confidence == exact.answer(question, context).confidence != stored.confidence
+    assert "nine" in answer.text or not answer.answerable
+
+
 def test_jobs_are_taken_round_robin_across_uploads_and_retried_ones_alone(
     tmp_path: Path,
 ) -> None:

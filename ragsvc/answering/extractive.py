@@ -18,7 +18,10 @@ Passages without stored sentence vectors (widened by neighbours, or from an embe
 cannot pool them) have their sentences embedded here in every mode.
 
 Confidence is a logistic function of the evidence: the best passage's retrieval score and the
-best sentence's score. Below `min_confidence` the answer is "not found in the documents".
+best sentence's score. Below `min_confidence` the answer is "not found in the documents". In
+`stored` mode, evidence within `BORDERLINE` of that threshold is measured again as `rerank`
+measures it, so that how stored vectors approximate sentences does not decide whether to
+answer.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ CONFIDENCE_STEEPNESS = 12.0
 # `benchmarks/calibrate_extractive.py` on SciFact's train queries), so evidence from a stored
 # sentence vector is raised by it.
 STORED_SENTENCE_SHIFT = 0.019
+# ... give or take this much (the standard deviation of that difference, same run). A decision
+# that close to the threshold is made again, as `rerank` makes it: the shortlisted sentences
+# embedded on their own, which is the evidence the midpoint was set for.
+BORDERLINE = 0.02
 
 SentenceVectors = Literal["stored", "rerank", "encode"]
 
@@ -95,13 +102,15 @@ class ExtractiveBackend:
         return None  # answering is cheaper than a cache entry
 
     def _rank(
-        self, question: str, passages: list[Passage]
+        self, question: str, passages: list[Passage], mode: SentenceVectors | None = None
     ) -> tuple[list[tuple[Passage, str]], np.ndarray, np.ndarray]:
         """Every sentence of the passages worth scoring, its score for the question, and
-        whether that score came from a stored vector."""
+        whether that score came from a stored vector (sentence vectors from `mode`, by
+        default the backend's)."""
+        mode = mode or self.sentence_vectors
         candidates: list[tuple[Passage, str]] = []
         vectors: list[np.ndarray | None] = []
-        use_stored = self.sentence_vectors != "encode"
+        use_stored = mode != "encode"
         for passage in passages:
             if use_stored and passage.sentence_vectors is not None:
                 for (start, end), vector in zip(
@@ -127,7 +136,7 @@ class ExtractiveBackend:
         )
         similarity = np.stack([v for v in vectors if v is not None]) @ question_vector
         scores = (1 - LEXICAL_WEIGHT) * similarity + LEXICAL_WEIGHT * lexical
-        if self.sentence_vectors == "rerank" and stored.any():
+        if mode == "rerank" and stored.any():
             stored_order = [i for i in np.argsort(-scores).tolist() if stored[i]]
             shortlist = stored_order[: self.rerank]
             fresh = self.embedder.embed_documents([candidates[i][1] for i in shortlist])
@@ -154,6 +163,29 @@ class ExtractiveBackend:
         candidates, scores, _ = self._rank(question, passages)
         return candidates[int(np.argmax(scores))][0].number if candidates else None
 
+    @staticmethod
+    def _choose(
+        passages: list[Passage], scores: np.ndarray, stored: np.ndarray
+    ) -> tuple[list[int], float]:
+        """The sentences to quote (the best, and a second nearly as good) and the evidence."""
+        order = np.argsort(-scores)
+        chosen = [int(order[0])]
+        if len(order) > 1 and scores[order[0]] - scores[order[1]] <= SECOND_SENTENCE_MARGIN:
+            chosen.append(int(order[1]))
+        evidence = 0.5 * max(p.score for p in passages) + 0.5 * float(scores[chosen[0]])
+        if stored[chosen[0]]:
+            evidence += STORED_SENTENCE_SHIFT
+        return chosen, evidence
+
+    def _borderline(self, evidence: float) -> bool:
+        """Whether stored vectors' evidence is too close to the abstention threshold for the
+        decision to rest on it."""
+        if not 0.0 < self.min_confidence < 1.0:
+            return False
+        logit = math.log(self.min_confidence / (1.0 - self.min_confidence))
+        threshold = CONFIDENCE_MIDPOINT + logit / CONFIDENCE_STEEPNESS
+        return abs(evidence - threshold) <= BORDERLINE
+
     def answer(
         self,
         question: str,
@@ -168,16 +200,10 @@ class ExtractiveBackend:
         candidates, scores, stored = self._rank(question, passages)
         if not candidates:
             return Answer(NOT_FOUND, [], 0.0, False, self.name)
-        order = np.argsort(-scores)
-        best = int(order[0])
-        chosen = [best]
-        if len(order) > 1:
-            runner_up = int(order[1])
-            if scores[best] - scores[runner_up] <= SECOND_SENTENCE_MARGIN:
-                chosen.append(runner_up)
-        evidence = 0.5 * max(p.score for p in passages) + 0.5 * float(scores[best])
-        if stored[best]:
-            evidence += STORED_SENTENCE_SHIFT
+        chosen, evidence = self._choose(passages, scores, stored)
+        if stored[chosen[0]] and self._borderline(evidence):
+            candidates, scores, stored = self._rank(question, passages, "rerank")
+            chosen, evidence = self._choose(passages, scores, stored)
         confidence = 1.0 / (
             1.0 + math.exp(-CONFIDENCE_STEEPNESS * (evidence - CONFIDENCE_MIDPOINT))
         )
