@@ -29,6 +29,7 @@ from ingest.embed import onnx_folder
 from ingest.embed.exported import ExportedEmbedder, load_export
 from ingest.errors import EmbedderUnavailable
 from ingest.sources import TextSource
+from ragsvc.answering.base import Passage
 from ragsvc.answering.extractive import ExtractiveBackend
 from ragsvc.job_queue import JobQueue, NewJob
 from ragsvc.query_encoder import QueryEncoder
@@ -121,6 +122,15 @@ def test_bf16_documents_stay_within_cosine_of_fp32() -> None:
     assert float((fp32 * bf16).sum(axis=1).min()) >= 0.9995
 
 
+def _stored_and_retrieved(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker, name: str, text: str, question: str
+) -> list[Passage]:
+    """`text` ingested as one document, and the passage the question retrieves from it."""
+    IngestPipeline(catalog, embedder, chunker).run([TextSource(name, text)], collection="c")
+    hits = retrieve(catalog, embedder, Settings(), question, k=1, need_vector=True).hits
+    return passages(catalog, hits)
+
+
 def test_sentence_vectors_are_stored_and_answer_without_embedding_sentences(
     catalog: Catalog, embedder: Embedder, chunker: Chunker
 ) -> None:
@@ -128,10 +138,8 @@ def test_sentence_vectors_are_stored_and_answer_without_embedding_sentences(
         "The lighthouse keeper logs the weather every morning. Storm warnings are raised with "
         "a red flag on the east tower. Ships anchor in the bay when the flag is up."
     )
-    IngestPipeline(catalog, embedder, chunker).run([TextSource("notes", text)], collection="c")
     question = "What signals a storm warning?"
-    hits = retrieve(catalog, embedder, Settings(), question, k=1, need_vector=True).hits
-    (passage,) = passages(catalog, hits)
+    (passage,) = _stored_and_retrieved(catalog, embedder, chunker, "notes", text, question)
     assert passage.sentence_spans.tolist() == [list(s) for s in sentence_spans(passage.text)]
     vectors = np.asarray(passage.sentence_vectors)
     encoded = embedder.embed_documents(
@@ -157,6 +165,21 @@ def test_sentence_vectors_are_stored_and_answer_without_embedding_sentences(
     assert "red flag" in answer.text and answer.citations == [1]
 
 
+class Recording:
+    """The real embedder, keeping the sentences it was asked to embed."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.embedded: list[str] = []
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed_query(text)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        self.embedded += texts
+        return self.embedder.embed_documents(texts)
+
+
 def test_rerank_embeds_only_the_shortlist_and_agrees_with_encoding_every_sentence(
     catalog: Catalog, embedder: Embedder, chunker: Chunker
 ) -> None:
@@ -165,27 +188,12 @@ def test_rerank_embeds_only_the_shortlist_and_agrees_with_encoding_every_sentenc
         "Bicycles travel free on weekdays. Dogs must stay on a lead on the upper deck. The last "
         "crossing back departs at nine in the evening."
     )
-    IngestPipeline(catalog, embedder, chunker).run([TextSource("ferry", text)], collection="c")
     question = "What time does the last crossing back depart?"
-    hits = retrieve(catalog, embedder, Settings(), question, k=1, need_vector=True).hits
-    context = passages(catalog, hits)
+    context = _stored_and_retrieved(catalog, embedder, chunker, "ferry", text, question)
     sentences = len(context[0].sentence_spans)
     assert sentences == 5
 
-    class Counting:
-        """The real embedder, keeping the sentences it was asked to embed."""
-
-        def __init__(self) -> None:
-            self.embedded: list[str] = []
-
-        def embed_query(self, text: str) -> np.ndarray:
-            return embedder.embed_query(text)
-
-        def embed_documents(self, texts: list[str]) -> np.ndarray:
-            self.embedded += texts
-            return embedder.embed_documents(texts)
-
-    seen = Counting()
+    seen = Recording(embedder)
     reranked = ExtractiveBackend(seen, min_confidence=0.0, sentence_vectors="rerank", rerank=2)  # type: ignore[arg-type]
     answer = reranked.answer(question, context)
     assert len(seen.embedded) == 2  # the shortlist, not every sentence
@@ -206,29 +214,14 @@ def test_a_decision_near_the_threshold_is_made_again_on_sentences_embedded_alone
         "The ferry leaves the harbour at seven. Tickets are sold at the kiosk beside the pier. "
         "Bicycles travel free on weekdays. The last crossing back departs at nine."
     )
-    IngestPipeline(catalog, embedder, chunker).run([TextSource("ferry", text)], collection="c")
     question = "When does the last crossing back depart?"
-    hits = retrieve(catalog, embedder, Settings(), question, k=1, need_vector=True).hits
-    context = passages(catalog, hits)
+    context = _stored_and_retrieved(catalog, embedder, chunker, "ferry", text, question)
 
-    class Recording:
-        """The real embedder, keeping the sentences it was asked to embed."""
-
-        def __init__(self) -> None:
-            self.embedded: list[str] = []
-
-        def embed_query(self, text: str) -> np.ndarray:
-            return embedder.embed_query(text)
-
-        def embed_documents(self, texts: list[str]) -> np.ndarray:
-            self.embedded += texts
-            return embedder.embed_documents(texts)
-
-    clear = Recording()
+    clear = Recording(embedder)
     stored = ExtractiveBackend(clear, min_confidence=0.01, rerank=2).answer(question, context)  # type: ignore[arg-type]
     assert stored.answerable and clear.embedded == []  # far above the threshold: no model call
     # A threshold at the stored evidence itself: that decision is made on the shortlist.
-    close = Recording()
+    close = Recording(embedder)
     again = ExtractiveBackend(close, min_confidence=stored.confidence, rerank=2)  # type: ignore[arg-type]
     answer = again.answer(question, context)
     assert len(close.embedded) == 2
