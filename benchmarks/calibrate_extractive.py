@@ -73,8 +73,9 @@ def main() -> None:
             for text in queries:
                 retrieved = retrieve(catalog, query_embedder, settings, text, k=5, need_vector=True)
                 context = passages(catalog, retrieved.hits)
-                _, encoded_scores, _ = encoded._rank(text, context)
-                stored_sentences, stored_scores, _ = stored._rank(text, context)
+                encoded_scores = encoded._rank(text, context).scores
+                stored_ranked = stored._rank(text, context)
+                stored_sentences, stored_scores = stored_ranked.candidates, stored_ranked.scores
                 best = max(p.score for p in context)
                 evidence.append(
                     (

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -73,6 +73,23 @@ def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
 
 
+class Scored(NamedTuple):
+    """The sentences of some passages scored for a question."""
+
+    candidates: list[tuple[Passage, str]]
+    """(passage, sentence), in passage order."""
+    similarity: np.ndarray
+    lexical: np.ndarray
+    """The share of the question's content words each sentence holds."""
+    stored: np.ndarray
+    """Whether each similarity came from a stored (pooled in context) vector."""
+    question_vector: np.ndarray
+
+    @property
+    def scores(self) -> np.ndarray:
+        return (1 - LEXICAL_WEIGHT) * self.similarity + LEXICAL_WEIGHT * self.lexical
+
+
 class ExtractiveBackend:
     name = "extractive"
     model: str | None = None
@@ -103,14 +120,16 @@ class ExtractiveBackend:
 
     def _rank(
         self, question: str, passages: list[Passage], mode: SentenceVectors | None = None
-    ) -> tuple[list[tuple[Passage, str]], np.ndarray, np.ndarray]:
-        """Every sentence of the passages worth scoring, its score for the question, and
-        whether that score came from a stored vector (sentence vectors from `mode`, by
-        default the backend's)."""
+    ) -> Scored:
+        """Every sentence of the passages worth scoring and its score for the question, with
+        sentence vectors as `mode` (by default the backend's) says."""
         mode = mode or self.sentence_vectors
+        scored = self._score(question, passages, use_stored=mode != "encode")
+        return self._rerank(scored) if mode == "rerank" else scored
+
+    def _score(self, question: str, passages: list[Passage], *, use_stored: bool) -> Scored:
         candidates: list[tuple[Passage, str]] = []
         vectors: list[np.ndarray | None] = []
-        use_stored = mode != "encode"
         for passage in passages:
             if use_stored and passage.sentence_vectors is not None:
                 for (start, end), vector in zip(
@@ -123,7 +142,8 @@ class ExtractiveBackend:
                     candidates.append((passage, passage.text[start:end]))
                     vectors.append(None)
         if not candidates:
-            return [], np.zeros(0), np.zeros(0, dtype=bool)
+            empty = np.zeros(0)
+            return Scored([], empty, empty, np.zeros(0, dtype=bool), empty)
         stored = np.array([vector is not None for vector in vectors], dtype=bool)
         question_vector = self.embedder.embed_query(question)
         self._embed(candidates, vectors, [i for i, v in enumerate(vectors) if v is None])
@@ -135,16 +155,26 @@ class ExtractiveBackend:
             ]
         )
         similarity = np.stack([v for v in vectors if v is not None]) @ question_vector
-        scores = (1 - LEXICAL_WEIGHT) * similarity + LEXICAL_WEIGHT * lexical
-        if mode == "rerank" and stored.any():
-            stored_order = [i for i in np.argsort(-scores).tolist() if stored[i]]
-            shortlist = stored_order[: self.rerank]
-            fresh = self.embedder.embed_documents([candidates[i][1] for i in shortlist])
-            similarity[shortlist] = fresh @ question_vector
-            keep = sorted(set(shortlist) | set(np.flatnonzero(~stored).tolist()))
-            scores = (1 - LEXICAL_WEIGHT) * similarity[keep] + LEXICAL_WEIGHT * lexical[keep]
-            return [candidates[i] for i in keep], scores, np.zeros(len(keep), dtype=bool)
-        return candidates, scores, stored
+        return Scored(candidates, similarity, lexical, stored, question_vector)
+
+    def _rerank(self, scored: Scored) -> Scored:
+        """The `rerank` best sentences by stored vectors embedded on their own and scored
+        again, with the sentences that had no stored vector; the rest dropped."""
+        if not scored.stored.any():
+            return scored
+        stored_order = [i for i in np.argsort(-scored.scores).tolist() if scored.stored[i]]
+        shortlist = stored_order[: self.rerank]
+        fresh = self.embedder.embed_documents([scored.candidates[i][1] for i in shortlist])
+        similarity = scored.similarity.copy()
+        similarity[shortlist] = fresh @ scored.question_vector
+        keep = sorted(set(shortlist) | set(np.flatnonzero(~scored.stored).tolist()))
+        return Scored(
+            [scored.candidates[i] for i in keep],
+            similarity[keep],
+            scored.lexical[keep],
+            np.zeros(len(keep), dtype=bool),
+            scored.question_vector,
+        )
 
     def _embed(
         self,
@@ -160,20 +190,21 @@ class ExtractiveBackend:
 
     def best_passage(self, question: str, passages: list[Passage]) -> int | None:
         """The number of the passage holding the best-scoring sentence."""
-        candidates, scores, _ = self._rank(question, passages)
-        return candidates[int(np.argmax(scores))][0].number if candidates else None
+        scored = self._rank(question, passages)
+        if not scored.candidates:
+            return None
+        return scored.candidates[int(np.argmax(scored.scores))][0].number
 
     @staticmethod
-    def _choose(
-        passages: list[Passage], scores: np.ndarray, stored: np.ndarray
-    ) -> tuple[list[int], float]:
+    def _choose(passages: list[Passage], scored: Scored) -> tuple[list[int], float]:
         """The sentences to quote (the best, and a second nearly as good) and the evidence."""
+        scores = scored.scores
         order = np.argsort(-scores)
         chosen = [int(order[0])]
         if len(order) > 1 and scores[order[0]] - scores[order[1]] <= SECOND_SENTENCE_MARGIN:
             chosen.append(int(order[1]))
         evidence = 0.5 * max(p.score for p in passages) + 0.5 * float(scores[chosen[0]])
-        if stored[chosen[0]]:
+        if scored.stored[chosen[0]]:
             evidence += STORED_SENTENCE_SHIFT
         return chosen, evidence
 
@@ -197,13 +228,13 @@ class ExtractiveBackend:
             raise StructuredOutputUnsupported(
                 "the extractive backend cannot produce structured output; choose an LLM backend"
             )
-        candidates, scores, stored = self._rank(question, passages)
-        if not candidates:
+        scored = self._rank(question, passages)
+        if not scored.candidates:
             return Answer(NOT_FOUND, [], 0.0, False, self.name)
-        chosen, evidence = self._choose(passages, scores, stored)
-        if stored[chosen[0]] and self._borderline(evidence):
-            candidates, scores, stored = self._rank(question, passages, "rerank")
-            chosen, evidence = self._choose(passages, scores, stored)
+        chosen, evidence = self._choose(passages, scored)
+        if scored.stored[chosen[0]] and self._borderline(evidence):
+            scored = self._rerank(scored)
+            chosen, evidence = self._choose(passages, scored)
         confidence = 1.0 / (
             1.0 + math.exp(-CONFIDENCE_STEEPNESS * (evidence - CONFIDENCE_MIDPOINT))
         )
@@ -214,7 +245,7 @@ class ExtractiveBackend:
         citations: list[int] = []
         quotes: dict[int, str] = {}
         for index in chosen:
-            passage, sentence = candidates[index]
+            passage, sentence = scored.candidates[index]
             quoted = readable(sentence)
             parts.append(f"{quoted} [{passage.number}]")
             quotes[passage.number] = (
