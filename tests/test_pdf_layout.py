@@ -1,0 +1,159 @@
+"""PDFs read as a person reads them: typeset here with reportlab, then extracted, chunked and
+answered on. Running headers, footers and page numbers stay out of chunks and answers; two
+columns read column by column; a paragraph broken by a page break is one sentence."""
+
+from __future__ import annotations
+
+from indexes import Catalog
+from ingest import Chunker, Embedder, IngestPipeline
+from ingest.chunking import sentence_spans
+from ingest.cleaning import readable
+from ingest.extract import extract
+from ingest.extract.pdf_layout import Line, remove_furniture, runs_on
+from ingest.sources import Loaded
+from ragsvc.answering.extractive import ExtractiveBackend
+from ragsvc.retrieval import passages, retrieve
+from ragsvc.settings import Settings
+from tests.pdf_files import paged_pdf
+
+HEADER = "Annual Report of the Harbour Board"
+FOOTER = "Page {page} of {pages}"
+TOPICS = [
+    (
+        "The harbour dredged the north channel to a depth of twelve metres in March.",
+        "Dredging took six weeks and moved forty thousand cubic metres of silt.",
+    ),
+    (
+        "Pilot boats guided three hundred and ten ships into the inner basin.",
+        "Most of them were grain carriers bound for the eastern quay.",
+    ),
+    (
+        "The board replaced the wooden fenders on the ferry pier with rubber ones.",
+        "The old fenders had split after two winters of ice.",
+    ),
+    (
+        "A new tide gauge was mounted on the breakwater lighthouse.",
+        "It reports the water level every ten minutes to the harbour office.",
+    ),
+    (
+        "Fees for private moorings rose by four percent from the first of July.",
+        "The increase pays for the new security cameras at the marina.",
+    ),
+]
+
+
+def _report_pages() -> list[list[list[str]]]:
+    return [[[first], [second]] for first, second in TOPICS]
+
+
+class _Source:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name = self.key = name
+        self.data = data
+
+    def load(self) -> Loaded:
+        return Loaded(self.data, None, {}, None)
+
+
+def test_running_headers_footers_and_page_numbers_are_in_no_chunk(chunker: Chunker) -> None:
+    pdf = paged_pdf(_report_pages(), header=HEADER, footer=FOOTER)
+    extracted = extract(pdf, "report.pdf")
+    assert extracted.page_count == 5
+    chunks = chunker.chunk(extracted)
+    text = " ".join(chunk.text for chunk in chunks)
+    for first, second in TOPICS:
+        assert first in text and second in text
+    assert "Harbour Board" not in text
+    assert "Page" not in text and "of 5" not in text
+    # The running header is document context, as a title is.
+    assert extracted.title == HEADER
+    assert all(HEADER in (chunk.context or "") for chunk in chunks)
+
+
+def test_running_headers_with_ocr_noise_are_recognised() -> None:
+    noisy = [
+        "THE SIEGE OF VICKSBURG. 52",
+        "THE SIEGE OP VICKSBURG. 53",
+        "54 THE SIEGE OF VICKSBURG.",
+        "THE SIEGE OF VICKSBUKG. 55",
+    ]
+    pages = [
+        [Line(header, False), Line(f"Body text of page {n} tells what happened.", True, False)]
+        for n, header in enumerate(noisy)
+    ]
+    cleaned, title = remove_furniture(pages)
+    assert [[line.text for line in page] for page in cleaned] == [
+        [f"Body text of page {n} tells what happened."] for n in range(4)
+    ]
+    assert title is not None and "SIEGE" in title
+
+
+def test_a_two_column_page_reads_column_by_column() -> None:
+    left = [
+        [
+            "The left column opens the story of the",
+            "lighthouse on the northern cape and its",
+            "first keeper, who lit the lamp in 1851.",
+        ],
+        ["He kept a log of every ship that passed", "and of every storm that reached the cape."],
+    ]
+    right = [
+        [
+            "The right column goes on with the second",
+            "keeper, his daughter, who took over the",
+            "lamp when her father fell ill in 1872.",
+        ],
+        ["She kept the light burning for forty", "years and saved nine sailors from the sea."],
+    ]
+    pdf = paged_pdf([left + right], columns=2)
+    text = readable(extract(pdf, "columns.pdf").text)
+    assert "and its first keeper, who lit the lamp in 1851." in text
+    assert "the second keeper, his daughter, who took over the lamp" in text
+    assert text.index("storm that reached the cape") < text.index("The right column")
+
+
+def test_a_paragraph_broken_by_a_page_break_is_one_sentence(chunker: Chunker) -> None:
+    pages = [
+        [
+            ["The registry opened its doors in the spring."],
+            ["Once registered, the design of a vessel hull stays protected for"],
+        ],
+        [
+            ["ten years from the date of registration or first publication."],
+            ["After that anyone may copy it."],
+        ],
+        [["The registry publishes a list of designs every quarter."]],
+    ]
+    pdf = paged_pdf(pages, header=HEADER, footer=FOOTER)
+    extracted = extract(pdf, "hulls.pdf")
+    (chunk,) = chunker.chunk(extracted)
+    sentences = [readable(chunk.text[a:b]) for a, b in sentence_spans(chunk.text)]
+    assert (
+        "Once registered, the design of a vessel hull stays protected for ten years from the "
+        "date of registration or first publication." in sentences
+    )
+    assert (chunk.page_start, chunk.page_end) == (1, 3)
+
+
+def test_a_page_runs_on_only_mid_sentence() -> None:
+    assert runs_on("stays protected for", "ten years")
+    assert runs_on("as listed in the annex,", "The second part")
+    assert not runs_on("It ended there.", "then another")
+    assert not runs_on("INTRODUCTION", "The act")
+    assert not runs_on("a list of", "THE NEXT HEADING")
+
+
+def test_an_answer_is_never_a_running_header(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker
+) -> None:
+    pdf = paged_pdf(_report_pages(), header=HEADER, footer=FOOTER)
+    IngestPipeline(catalog, embedder, chunker).run([_Source("report.pdf", pdf)], collection="c")
+    answerer = ExtractiveBackend(embedder, min_confidence=0.0)
+    for question in (
+        "What is the annual report of the harbour board?",
+        "Which page of the annual report is this?",
+        "How deep was the north channel dredged?",
+    ):
+        hits = retrieve(catalog, embedder, Settings(), question, k=5, need_vector=True).hits
+        answer = answerer.answer(question, passages(catalog, hits))
+        assert "Harbour Board" not in answer.text and "Page" not in answer.text, answer.text
