@@ -22,6 +22,7 @@ opened without a password, as an upload is.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import re
@@ -34,8 +35,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-import itertools
 
 from benchmarks.report import table  # noqa: E402
 
