@@ -47,7 +47,10 @@ _ABBREVIATION_TEXT = """
 al approx ca capt cf col dr e.g gen gov hon i.e jr lt mr mrs ms mt prof rev sen sgt sr st vs
 """
 _ABBREVIATIONS = frozenset(_ABBREVIATION_TEXT.split())
-_NUMBER_ABBREVIATIONS = frozenset(("eq", "fig", "figs", "no", "nos", "pp", "vol", "vols"))
+_NUMBER_ABBREVIATION_TEXT = """
+eq fig figs no nos pp vol vols jan feb mar apr jun jul aug sep sept oct nov dec
+"""
+_NUMBER_ABBREVIATIONS = frozenset(_NUMBER_ABBREVIATION_TEXT.split())
 _WORD_BEFORE = re.compile(r"([\w.]+)\.$")
 _LINE = re.compile(r"\n")
 # A line that opens a list item, and a table row as extractors write it ("a | b | c").
@@ -64,8 +67,9 @@ class _SentenceBreaks:
     """Where sentences end: after ".", "!" or "?" (and up to two closing quotes or brackets,
     which stay with the sentence) and whitespace, or after a CJK full stop; except where the
     full stop belongs to the word before it: an initial ("Paul T. Stallsworth", "Y. pestis"),
-    a known abbreviation ("et al. 1998", "c. 1455", "Rev. Paul"), or any word when a
-    lower-case word follows, as that does not start a sentence ("e.g. the", "approx. ten")."""
+    a known abbreviation ("et al. 1998", "c. 1455", "Rev. Paul", "Sep. 15"), or any stop
+    when a lower-case word follows, as that does not start a sentence ("e.g. the", "approx.
+    ten", "Alas ! said he")."""
 
     def finditer(self, text: str, start: int, end: int) -> Iterator[re.Match[str]]:
         for match in _SENTENCE_END.finditer(text, start, end):
@@ -77,11 +81,13 @@ class _SentenceBreaks:
         stop = match.start()
         while stop > start and text[stop - 1] in _CLOSING:
             stop -= 1
-        if stop == start or text[stop - 1] != ".":
+        if stop == start:
             return False
         following = text[match.end() : match.end() + 1]
         if following.islower():
-            return True
+            return True  # "Alas ! said he", "e.g. the": no sentence starts in lower case
+        if text[stop - 1] != ".":
+            return False
         word = _WORD_BEFORE.search(text, max(start, stop - 12), stop)
         if word is None:
             return False

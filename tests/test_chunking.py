@@ -151,6 +151,15 @@ def test_a_long_title_is_cut_to_the_context_budget(chunker: Chunker, embedder: E
         ),
         ('He said "go." (Then he went.) Done.', ['He said "go."', "(Then he went.)", "Done."]),
         ("他来了。我走了。", ["他来了。", "我走了。"]),
+        (
+            "Alas ! said he, the ship is lost. It sank on Sep. 15 at dawn. Why? None knew.",
+            [
+                "Alas ! said he, the ship is lost.",
+                "It sank on Sep. 15 at dawn.",
+                "Why?",
+                "None knew.",
+            ],
+        ),
     ],
 )
 def test_sentences_end_at_full_stops_that_are_not_part_of_a_word(

@@ -4,6 +4,9 @@ columns read column by column; a paragraph broken by a page break is one sentenc
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from indexes import Catalog
 from ingest import Chunker, Embedder, IngestPipeline
 from ingest.chunking import sentence_spans
@@ -11,7 +14,9 @@ from ingest.cleaning import readable
 from ingest.extract import extract
 from ingest.extract.pdf_layout import Line, remove_furniture, runs_on
 from ingest.sources import Loaded
-from ragsvc.answering.extractive import ExtractiveBackend
+from ragsvc.answering.base import Passage
+from ragsvc.answering.extractive import ExtractiveBackend, Scored
+from ragsvc.answering.sentences import answer_kind, quotable
 from ragsvc.retrieval import passages, retrieve
 from ragsvc.settings import Settings
 from tests.pdf_files import paged_pdf
@@ -157,3 +162,49 @@ def test_an_answer_is_never_a_running_header(
         hits = retrieve(catalog, embedder, Settings(), question, k=5, need_vector=True).hits
         answer = answerer.answer(question, passages(catalog, hits))
         assert "Harbour Board" not in answer.text and "Page" not in answer.text, answer.text
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("The vessel hull design is protected for ten years.", True),
+        ("Proposed Design Changes", False),
+        ("54 THE SIEGE OF VICKSBURG.", False),
+        ("Figure 2: Finding a similar relation from two articles.", False),
+        ("Introduction . . . . . . . . . . 12", False),
+        ("harbour, 12, 45, 67, 89", False),
+        ("Copyright Office Summary December 1998 INTRODUCTION", False),
+        ("Total fees | 4,500", True),
+        ("他来了，我们一起去了车站。", True),  # noqa: RUF001 (a CJK comma)
+    ],
+)
+def test_headings_captions_and_fragments_are_not_quotable(sentence: str, expected: bool) -> None:
+    assert quotable(sentence) is expected
+
+
+def test_the_sentence_holding_the_kind_of_thing_asked_ranks_first_without_raising_evidence() -> (
+    None
+):
+    passage = Passage(
+        number=1, chunk_id=1, document_id=1, source_name="hulls.pdf", text="", score=0.6
+    )
+    topic = "Title V creates a new form of protection for the design of vessel hulls."
+    duration = "Protection lasts ten years from registration."
+    question = "How long does protection for a vessel hull design last?"
+    pattern = answer_kind(question)
+    assert pattern is not None
+    assert pattern.search(duration) and not pattern.search(topic)
+    scored = Scored(
+        [(passage, topic), (passage, duration)],
+        similarity=np.array([0.62, 0.60]),
+        lexical=np.array([0.5, 0.5]),
+        stored=np.zeros(2, dtype=bool),
+        question_vector=np.zeros(3),
+        kind=np.array([False, True]),
+    )
+    chosen, evidence = ExtractiveBackend._choose([passage], scored)
+    assert chosen[0] == 1  # the duration, though the topic sentence is nearer the question
+    assert evidence == pytest.approx(0.5 * 0.6 + 0.5 * (0.7 * 0.60 + 0.3 * 0.5))
+    assert answer_kind("Who wrote the report?") is None
+    assert answer_kind("When was the DMCA signed?").search("on October 28, 1998")  # type: ignore[union-attr]
+    assert answer_kind("How many ships came?").search("310 ships")  # type: ignore[union-attr]

@@ -17,6 +17,11 @@ Where sentence vectors come from (`sentence_vectors`):
 Passages without stored sentence vectors (widened by neighbours, or from an embedder that
 cannot pool them) have their sentences embedded here in every mode.
 
+Only quotable sentences compete (`sentences.quotable`: no heading, caption alone, contents or
+index line, or fragment, where the passages hold a real sentence), and a sentence holding the
+kind of thing asked (a duration for "how long", a time for "when", a quantity for "how many")
+ranks `KIND_WEIGHT` higher, which leaves its evidence, and so the confidence, as it was.
+
 Confidence is a logistic function of the evidence: the best passage's retrieval score and the
 best sentence's score. Below `min_confidence` the answer is "not found in the documents". In
 `stored` mode, evidence within `BORDERLINE` of that threshold is measured again as `rerank`
@@ -37,6 +42,7 @@ from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ingest.cleaning import readable
 from ragsvc.answering.base import NOT_FOUND, Answer, Passage
+from ragsvc.answering.sentences import answer_kind, quotable
 
 
 class StructuredOutputUnsupported(ValueError):
@@ -65,6 +71,10 @@ STORED_SENTENCE_SHIFT = 0.019
 # that close to the threshold is made again, as `rerank` makes it: the shortlisted sentences
 # embedded on their own, which is the evidence the midpoint was set for.
 BORDERLINE = 0.02
+# What holding the kind of thing asked (a duration for "how long") adds to a sentence's rank,
+# not to the evidence: about the score gap between the sentence that answers and a topic
+# sentence beside it.
+KIND_WEIGHT = 0.05
 
 SentenceVectors = Literal["stored", "rerank", "encode"]
 
@@ -84,10 +94,18 @@ class Scored(NamedTuple):
     stored: np.ndarray
     """Whether each similarity came from a stored (pooled in context) vector."""
     question_vector: np.ndarray
+    kind: np.ndarray
+    """Whether each sentence holds the kind of thing the question asks for (`answer_kind`)."""
+
+    @property
+    def evidence(self) -> np.ndarray:
+        """How well each sentence matches the question: what confidence is calibrated on."""
+        return (1 - LEXICAL_WEIGHT) * self.similarity + LEXICAL_WEIGHT * self.lexical
 
     @property
     def scores(self) -> np.ndarray:
-        return (1 - LEXICAL_WEIGHT) * self.similarity + LEXICAL_WEIGHT * self.lexical
+        """The evidence, with a share for holding the kind of thing asked: what ranks."""
+        return self.evidence + KIND_WEIGHT * self.kind
 
 
 class ExtractiveBackend:
@@ -141,9 +159,15 @@ class ExtractiveBackend:
                 for start, end in sentence_spans(passage.text):
                     candidates.append((passage, passage.text[start:end]))
                     vectors.append(None)
+        # Headings, captions, contents and index lines are never the answer, when there is
+        # a sentence to quote instead.
+        keep = [i for i, (_, sentence) in enumerate(candidates) if quotable(sentence)]
+        if keep and len(keep) < len(candidates):
+            candidates = [candidates[i] for i in keep]
+            vectors = [vectors[i] for i in keep]
         if not candidates:
             empty = np.zeros(0)
-            return Scored([], empty, empty, np.zeros(0, dtype=bool), empty)
+            return Scored([], empty, empty, np.zeros(0, dtype=bool), empty, empty)
         stored = np.array([vector is not None for vector in vectors], dtype=bool)
         question_vector = self.embedder.embed_query(question)
         self._embed(candidates, vectors, [i for i, v in enumerate(vectors) if v is None])
@@ -155,7 +179,11 @@ class ExtractiveBackend:
             ]
         )
         similarity = np.stack([v for v in vectors if v is not None]) @ question_vector
-        return Scored(candidates, similarity, lexical, stored, question_vector)
+        pattern = answer_kind(question)
+        kind = np.array(
+            [bool(pattern and pattern.search(sentence)) for _, sentence in candidates], dtype=bool
+        )
+        return Scored(candidates, similarity, lexical, stored, question_vector, kind)
 
     def _rerank(self, scored: Scored) -> Scored:
         """The `rerank` best sentences by stored vectors embedded on their own and scored
@@ -174,6 +202,7 @@ class ExtractiveBackend:
             scored.lexical[keep],
             np.zeros(len(keep), dtype=bool),
             scored.question_vector,
+            scored.kind[keep],
         )
 
     def _embed(
@@ -203,7 +232,7 @@ class ExtractiveBackend:
         chosen = [int(order[0])]
         if len(order) > 1 and scores[order[0]] - scores[order[1]] <= SECOND_SENTENCE_MARGIN:
             chosen.append(int(order[1]))
-        evidence = 0.5 * max(p.score for p in passages) + 0.5 * float(scores[chosen[0]])
+        evidence = 0.5 * max(p.score for p in passages) + 0.5 * float(scored.evidence[chosen[0]])
         if scored.stored[chosen[0]]:
             evidence += STORED_SENTENCE_SHIFT
         return chosen, evidence
