@@ -2,7 +2,7 @@
 
     python benchmarks/calibrate_extractive.py BEIR_DIR [--split train] [--queries 300]
 
-The confidence midpoint (`CONFIDENCE_MIDPOINT`) was set for sentences embedded one by one.
+The confidence midpoint (where `CALIBRATION` gives 0.5) was set for sentences embedded one by one.
 Sentence vectors pooled from a chunk's own forward pass score questions on another scale. This
 measures how far, with no relevance labels at all: a fresh store of the corpus, then for each
 query of the split its top-5 passages, and the answerer's evidence computed both ways. The
@@ -35,11 +35,13 @@ from ingest import (  # noqa: E402
     load_embedder,
     load_query_embedder,
 )
-from ragsvc.answering.extractive import CONFIDENCE_MIDPOINT as MIDPOINT  # noqa: E402
-from ragsvc.answering.extractive import ExtractiveBackend  # noqa: E402
+from ragsvc.answering.extractive import CALIBRATION, ExtractiveBackend  # noqa: E402
 from ragsvc.evaluation.retrieval import load_beir  # noqa: E402
 from ragsvc.retrieval import passages, retrieve  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
+
+# The mean of passage and sentence evidence at which confidence is 0.5.
+MIDPOINT = -CALIBRATION.bias / (CALIBRATION.passage + CALIBRATION.sentence)
 
 
 def main() -> None:

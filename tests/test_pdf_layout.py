@@ -201,10 +201,13 @@ def test_the_sentence_holding_the_kind_of_thing_asked_ranks_first_without_raisin
         stored=np.zeros(2, dtype=bool),
         question_vector=np.zeros(3),
         kind=np.array([False, True]),
+        asked=True,
     )
     chosen, evidence = ExtractiveBackend._choose([passage], scored)
     assert chosen[0] == 1  # the duration, though the topic sentence is nearer the question
-    assert evidence == pytest.approx(0.5 * 0.6 + 0.5 * (0.7 * 0.60 + 0.3 * 0.5))
+    # The evidence is the sentence's own: holding the kind asked ranks it, not its evidence.
+    assert evidence.sentence == pytest.approx(0.7 * 0.60 + 0.3 * 0.5)
+    assert (evidence.passage, evidence.kind) == (0.6, 1.0)
     assert answer_kind("Who wrote the report?") is None
     assert answer_kind("When was the DMCA signed?").search("on October 28, 1998")  # type: ignore[union-attr]
     assert answer_kind("How many ships came?").search("310 ships")  # type: ignore[union-attr]

@@ -22,7 +22,8 @@ class Extracted(msgspec.Struct, frozen=True):
 
     `page_starts[i]` is the character offset in `text` where page i+1 begins (PDF only);
     pages are joined with a blank line, so a page break is also a paragraph break.
-    `sections`, in order of `start`, say where each part came from (Office formats, EPUB):
+    `sections`, in order of `start`, say where each part came from (Office formats, EPUB,
+    the headings found in a PDF):
     no chunk crosses a section's start, and each chunk reports the location of its section.
     """
 

@@ -36,11 +36,11 @@ from typing import Any
 from pypdf import PasswordType, PdfReader, apply_configuration
 
 from ingest.errors import EmptyDocument, EncryptedDocument, ExtractionFailed
-from ingest.extract.base import Extracted, ExtractionLimits, clean_title
+from ingest.extract.base import Extracted, ExtractionLimits, Section, clean_title
 from ingest.extract.pdf_layout import (
     Line,
     join_pages,
-    page_text,
+    lines_of_text,
     read_page,
     remove_furniture,
     runs_from_glyphs,
@@ -145,10 +145,11 @@ class PdfExtractor:
             logger.warning("%s", warning)
 
         pages, running_title = remove_furniture(pages)
-        text, page_starts = join_pages([page_text(lines) for lines in pages])
+        text, page_starts, headings = join_pages(pages)
         if len(text) > limits.max_chars:
             text = text[: limits.max_chars]
             page_starts = [start for start in page_starts if start < limits.max_chars]
+            headings = [(at, heading) for at, heading in headings if at < limits.max_chars]
         if not text.strip():
             failed = [w for w in warnings if w.startswith("page ")]
             if failed:
@@ -167,6 +168,7 @@ class PdfExtractor:
             page_starts=page_starts,
             warnings=warnings,
             capped=capped,
+            sections=[Section(at, heading) for at, heading in headings],
             title=title or clean_title(running_title),
         )
 
@@ -208,7 +210,7 @@ def _page_lines(document: Any, pypdf_page: Any, number: int) -> list[Line]:
                 page.close()
     if pypdf_page is None:
         return []
-    return _text_lines(pypdf_page.extract_text() or "")
+    return lines_of_text(pypdf_page.extract_text() or "")
 
 
 def _pdfium_lines(page: Any) -> list[Line]:
@@ -244,10 +246,6 @@ def _pdfium_lines(page: Any) -> list[Line]:
         textpage.close()
 
 
-def _text_lines(text: str) -> list[Line]:
-    return [Line(line.strip(), False) for line in text.splitlines() if line.strip()]
-
-
 def _title(reader: Any) -> str | None:
     try:
         return clean_title(reader.metadata.title if reader.metadata else None)
@@ -260,7 +258,7 @@ def _ocr(page: Any) -> list[Line]:
 
     if page is None:
         return []
-    return _text_lines(read_images([image.data for image in page.images]))
+    return lines_of_text(read_images([image.data for image in page.images]))
 
 
 def _describe(error: Exception) -> str:

@@ -18,6 +18,10 @@ knows nothing of PDF parsing, turns them into text:
   changing, and OCR noise such as "SIEGE OP VICKSBURG" next to "SIEGE OF VICKSBURG"), and lone
   page numbers there, are taken out of the text. The most frequent running header is kept as
   a candidate title: it is document context, not content.
+- **Headings**: a short line of a few words between a finished sentence and a capital,
+  that does not end like a sentence, is a heading: a paragraph of its own, and the heading
+  (a section, in `Extracted` terms) of what follows, so that chunks under it carry it as
+  context, as an Office document's headings are carried.
 - **Page breaks** (`join_pages`): pages are joined with a blank line, except where a
   paragraph runs on from one page to the next (the page ends mid-sentence and the next
   begins in lower case or right after a comma), which is joined with a line break.
@@ -52,6 +56,9 @@ _PAGE_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _LETTERS = re.compile(r"[^\w]+|\d+|_")
+CONTINUES, PARAGRAPH, HEADING = 0, 1, 2
+"""How a line starts: going on with the paragraph, a new paragraph, or a heading."""
+_WORDY = re.compile(r"[^\W\d_]{3,}")
 _ENDS_LINE = re.compile(r"[.,;:!?]\s*$")
 _ENDS_SENTENCE = re.compile(r"[.!?:;\"”’)\]]\s*$")  # noqa: RUF001 (closing quotes)
 
@@ -81,11 +88,10 @@ class Line(NamedTuple):
     paragraph: bool
     """It starts a paragraph (a blank line goes before it)."""
     edge: bool = True
-    """It lies near enough the top or bottom edge of the page to be furniture."""
-
-
-class Page(NamedTuple):
-    lines: list[Line]
+    """It is among the `EDGE_LINES` highest or lowest lines of its page, within `EDGE_BAND`
+    of the edge: where furniture stands."""
+    heading: bool = False
+    """It is a heading: a paragraph of its own, and the heading of what follows."""
 
 
 def runs_from_glyphs(
@@ -139,31 +145,49 @@ def read_page(runs: list[Run], width: float, height: float, raw_text: str = "") 
         return []
     chars = sum(len(r.text) for r in runs)
     if chars and sum(len(r.text) for r in runs if len(r.text) >= 4) < 0.5 * chars and raw_text:
-        return _lines_of_text(raw_text)  # vertical or rotated text: keep the engine's order
+        return lines_of_text(raw_text)  # vertical or rotated text: keep the engine's order
     gutters = _gutters(runs)
-    lines: list[tuple[list[Run], bool]] = []  # (runs of a line, starts a paragraph)
+    lines: list[tuple[list[Run], int]] = []  # (runs of a line, CONTINUES/PARAGRAPH/HEADING)
     band: list[Run] = []
     for run in sorted(runs, key=lambda r: (-r.top, r.left)):
         if gutters and any(run.left < g0 and run.right > g1 for g0, g1 in gutters):
             lines.extend(_read_band(band, gutters))
             band = []
-            lines.append(([run], True))
+            lines.append(([run], PARAGRAPH))
         else:
             band.append(run)
     lines.extend(_read_band(band, gutters))
+    # Furniture stands among the few highest or lowest lines on the page, wherever reading
+    # order puts it (a header over the right column is read after the left column).
+    tops = [max(r.top for r in line) for line, _ in lines]
+    bottoms = [min(r.bottom for r in line) for line, _ in lines]
+    highest = sorted(set(tops), reverse=True)[:EDGE_LINES][-1]
+    lowest = sorted(set(bottoms))[:EDGE_LINES][-1]
     page_lines = []
     for number, (line_runs, paragraph) in enumerate(lines):
-        text = " ".join(r.text for r in sorted(line_runs, key=lambda r: r.left))
-        top = max(r.top for r in line_runs)
-        bottom = min(r.bottom for r in line_runs)
-        edge = top >= height * (1 - EDGE_BAND) or bottom <= height * EDGE_BAND
-        page_lines.append(Line(text, paragraph and number > 0, edge))
+        ordered = sorted(line_runs, key=lambda r: r.left)
+        top, bottom = tops[number], bottoms[number]
+        edge = (top >= highest and top >= height * (1 - EDGE_BAND)) or (
+            bottom <= lowest and bottom <= height * EDGE_BAND
+        )
+        # At an edge, the parts of a line (a title left, a name right, a page number) recur
+        # each on their own, so each is a line of its own.
+        parts = [r.text for r in ordered] if edge else [" ".join(r.text for r in ordered)]
+        for index, text in enumerate(parts):
+            starts = paragraph != CONTINUES and number > 0 and index == 0
+            page_lines.append(Line(text, starts, edge, paragraph == HEADING))
     return page_lines
 
 
-def _lines_of_text(text: str) -> list[Line]:
-    lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return [Line(line, False) for line in lines if line]
+def lines_of_text(text: str) -> list[Line]:
+    """Lines of a page's plain text (OCR, or an engine's own order): the first and last
+    `EDGE_LINES` may be furniture."""
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [line for line in lines if line]
+    return [
+        Line(line, False, index < EDGE_LINES or index >= len(kept) - EDGE_LINES)
+        for index, line in enumerate(kept)
+    ]
 
 
 def _gutters(runs: list[Run]) -> list[tuple[float, float]]:
@@ -219,7 +243,7 @@ def _columns_beside(runs: list[Run], g0: float, g1: float) -> bool:
     return len(beside) >= 3
 
 
-def _read_band(band: list[Run], gutters: list[tuple[float, float]]) -> list[tuple[list[Run], bool]]:
+def _read_band(band: list[Run], gutters: list[tuple[float, float]]) -> list[tuple[list[Run], int]]:
     """A band between spanning runs, column by column, each top to bottom, as lines."""
     if not band:
         return []
@@ -227,7 +251,7 @@ def _read_band(band: list[Run], gutters: list[tuple[float, float]]) -> list[tupl
     for run in band:
         middle = (run.left + run.right) / 2
         columns[sum(middle > g0 for g0, _ in gutters)].append(run)
-    lines: list[tuple[list[Run], bool]] = []
+    lines: list[tuple[list[Run], int]] = []
     for column in columns:
         grouped = _group_lines(column)
         if not grouped:
@@ -241,36 +265,40 @@ def _read_band(band: list[Run], gutters: list[tuple[float, float]]) -> list[tupl
                 previous_bottom is not None
                 and previous_bottom - top > PARAGRAPH_GAP * max(line_height, 1.0)
             )
-            lines.append((line, paragraph))
+            lines.append((line, PARAGRAPH if paragraph else CONTINUES))
             previous_bottom = min(r.bottom for r in line)
         _set_headings_apart(lines, len(lines) - len(grouped))
     return lines
 
 
-def _set_headings_apart(lines: list[tuple[list[Run], bool]], first: int) -> None:
-    """Make a paragraph of each heading in lines[first:]: a short line of a few words that
-    comes after a finished sentence, does not end like one, and is followed by a line that
-    starts with a capital, as "Proposed Design Changes" between two paragraphs."""
+def _set_headings_apart(lines: list[tuple[list[Run], int]], first: int) -> None:
+    """Mark the headings of lines[first:] (one column): a short line of a few words that
+    opens the column, a paragraph, or comes after a finished sentence, does not end like one,
+    and is
+    followed by a line that starts with a capital, as "Proposed Design Changes" between two
+    paragraphs."""
     column = lines[first:]
-    if len(column) < 3:
+    if len(column) < 2:
         return
     width = max(r.right for line, _ in column for r in line) - min(
         r.left for line, _ in column for r in line
     )
     texts = [" ".join(r.text for r in line) for line, _ in column]
-    for index in range(1, len(column) - 1):
-        text, before, after = texts[index], texts[index - 1], texts[index + 1]
+    for index in range(len(column) - 1):
+        text, after = texts[index], texts[index + 1]
+        before = texts[index - 1] if index else "."
         line_width = max(r.right for r in column[index][0]) - min(r.left for r in column[index][0])
         if (
             line_width < 0.7 * width
             and len(text.split()) <= 10
             and text[:1].isupper()
+            and _WORDY.search(text)
             and not _ENDS_LINE.search(text)
-            and _ENDS_SENTENCE.search(before)
+            and (_ENDS_SENTENCE.search(before) or column[index][1] == PARAGRAPH)
             and after[:1].isupper()
         ):
-            for at in (first + index, first + index + 1):
-                lines[at] = (lines[at][0], True)
+            lines[first + index] = (lines[first + index][0], HEADING)
+            lines[first + index + 1] = (lines[first + index + 1][0], PARAGRAPH)
 
 
 def _group_lines(runs: list[Run]) -> list[list[Run]]:
@@ -299,14 +327,12 @@ def remove_furniture(pages: list[list[Line]]) -> tuple[list[list[Line]], str | N
     count = len(pages)
     if count < 2:
         return pages, None
-    candidates: dict[tuple[int, int], str] = {}
-    for number, lines in enumerate(pages):
-        for index in {
-            *range(min(EDGE_LINES, len(lines))),
-            *range(max(0, len(lines) - EDGE_LINES), len(lines)),
-        }:
-            if lines[index].edge:
-                candidates[(number, index)] = _signature(lines[index].text)
+    candidates = {
+        (number, index): _signature(line.text)
+        for number, lines in enumerate(pages)
+        for index, line in enumerate(lines)
+        if line.edge
+    }
     pages_with = _recurrence({key: sig for key, sig in candidates.items() if sig})
     needed = max(min(3, count), min(8, math.ceil(0.1 * count)))
     furniture: set[tuple[int, int]] = set()
@@ -318,8 +344,8 @@ def remove_furniture(pages: list[list[Line]]) -> tuple[list[list[Line]], str | N
                 furniture.add((number, index))
         elif len(pages_with.get(signature, ())) >= needed:
             furniture.add((number, index))
-            if index < EDGE_LINES:
-                headers[_strip_page_number(text)] += 1
+            if index < len(pages[number]) / 2:
+                headers[text] += 1
         elif _PAGE_NUMBER.match(text) and len(text) <= 12:
             furniture.add((number, index))
     cleaned = []
@@ -330,7 +356,13 @@ def remove_furniture(pages: list[list[Line]]) -> tuple[list[list[Line]], str | N
         if kept and kept[0].paragraph:
             kept[0] = kept[0]._replace(paragraph=False)
         cleaned.append(kept)
-    title = headers.most_common(1)[0][0] if headers else None
+    title = None
+    if headers:
+        # The same words on every page as they are ("Volume 1"), or without the page number.
+        title, times = headers.most_common(1)[0]
+        if times < needed:
+            stripped = Counter(_strip_page_number(text) for text in headers.elements())
+            title = stripped.most_common(1)[0][0]
     return cleaned, title or None
 
 
@@ -362,12 +394,24 @@ def _strip_page_number(text: str) -> str:
 
 
 def page_text(lines: list[Line]) -> str:
+    return _page_text(lines)[0]
+
+
+def _page_text(lines: list[Line]) -> tuple[str, list[tuple[int, str]]]:
+    """A page's text, and its headings as (offset, text)."""
     parts: list[str] = []
+    headings: list[tuple[int, str]] = []
+    length = 0
     for line in lines:
         if parts:
-            parts.append("\n\n" if line.paragraph else "\n")
+            separator = "\n\n" if line.paragraph or line.heading else "\n"
+            parts.append(separator)
+            length += len(separator)
+        if line.heading:
+            headings.append((length, line.text))
         parts.append(line.text)
-    return "".join(parts)
+        length += len(line.text)
+    return "".join(parts), headings
 
 
 def runs_on(previous: str, following: str) -> bool:
@@ -382,18 +426,23 @@ def runs_on(previous: str, following: str) -> bool:
     return last.isalpha() and last.islower() and (first.islower() or first.isdigit())
 
 
-def join_pages(texts: list[str]) -> tuple[str, list[int]]:
-    """The pages' texts joined, and where each page starts: a blank line between pages,
-    or a line break where a paragraph runs on across the break."""
+def join_pages(pages: list[list[Line]]) -> tuple[str, list[int], list[tuple[int, str]]]:
+    """The pages' text, where each page starts, and the headings as (offset, text): a blank
+    line between pages, or a line break where a paragraph runs on across the break."""
     parts: list[str] = []
     starts: list[int] = []
+    headings: list[tuple[int, str]] = []
     offset = 0
-    for number, text in enumerate(texts):
+    previous = ""
+    for number, lines in enumerate(pages):
+        text, page_headings = _page_text(lines)
         if number:
-            separator = "\n" if runs_on(texts[number - 1], text) else "\n\n"
+            separator = "\n" if runs_on(previous, text) else "\n\n"
             parts.append(separator)
             offset += len(separator)
         starts.append(offset)
+        headings.extend((offset + at, heading) for at, heading in page_headings)
         parts.append(text)
         offset += len(text)
-    return "".join(parts), starts
+        previous = text
+    return "".join(parts), starts, headings

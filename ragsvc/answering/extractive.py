@@ -59,9 +59,8 @@ i me my not no yes
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 LEXICAL_WEIGHT = 0.3
 SECOND_SENTENCE_MARGIN = 0.03
-# Logistic calibration of confidence: 0.5 where the evidence score equals the midpoint.
-CONFIDENCE_MIDPOINT = 0.40
-CONFIDENCE_STEEPNESS = 12.0
+MAX_LEAD = 0.2
+"""How far the best sentence's score may lead the best of any other passage, as evidence."""
 # The midpoint was set for sentences embedded one by one; sentence vectors pooled inside their
 # chunk score the same passages lower by this much on average (no relevance labels involved:
 # `benchmarks/calibrate_extractive.py` on SciFact's train queries), so evidence from a stored
@@ -83,6 +82,49 @@ def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
 
 
+class Evidence(NamedTuple):
+    """What the confidence in an answer is computed from."""
+
+    passage: float
+    """The best passage's retrieval similarity."""
+    sentence: float
+    """The quoted sentence's evidence (`Scored.evidence`), shifted up when it came from a
+    stored vector."""
+    lead: float
+    """How far the quoted sentence's score leads the best sentence of any other passage
+    (`MAX_LEAD` at most, and with one passage)."""
+    kind: float
+    """1 when the question asks for a kind of thing (`answer_kind`) and the sentence holds
+    one, -1 when it asks and the sentence holds none, 0 when it asks for no kind."""
+
+
+class Calibration(NamedTuple):
+    """Confidence as a logistic function of the evidence: the chance the answer is right."""
+
+    bias: float
+    passage: float
+    sentence: float
+    lead: float
+    kind: float
+
+    def logit(self, evidence: Evidence) -> float:
+        return (
+            self.bias
+            + self.passage * evidence.passage
+            + self.sentence * evidence.sentence
+            + self.lead * evidence.lead
+            + self.kind * evidence.kind
+        )
+
+    def confidence(self, evidence: Evidence) -> float:
+        return 1.0 / (1.0 + math.exp(-self.logit(evidence)))
+
+
+CALIBRATION = Calibration(bias=-4.8, passage=6.0, sentence=6.0, lead=0.0, kind=0.0)
+"""0.5 where the mean of the passage's and the sentence's evidence is 0.40, with a slope of
+12 on that mean."""
+
+
 class Scored(NamedTuple):
     """The sentences of some passages scored for a question."""
 
@@ -96,6 +138,8 @@ class Scored(NamedTuple):
     question_vector: np.ndarray
     kind: np.ndarray
     """Whether each sentence holds the kind of thing the question asks for (`answer_kind`)."""
+    asked: bool = False
+    """Whether the question asks for a kind of thing `answer_kind` can see."""
 
     @property
     def evidence(self) -> np.ndarray:
@@ -183,7 +227,9 @@ class ExtractiveBackend:
         kind = np.array(
             [bool(pattern and pattern.search(sentence)) for _, sentence in candidates], dtype=bool
         )
-        return Scored(candidates, similarity, lexical, stored, question_vector, kind)
+        return Scored(
+            candidates, similarity, lexical, stored, question_vector, kind, pattern is not None
+        )
 
     def _rerank(self, scored: Scored) -> Scored:
         """The `rerank` best sentences by stored vectors embedded on their own and scored
@@ -203,6 +249,7 @@ class ExtractiveBackend:
             np.zeros(len(keep), dtype=bool),
             scored.question_vector,
             scored.kind[keep],
+            scored.asked,
         )
 
     def _embed(
@@ -225,26 +272,44 @@ class ExtractiveBackend:
         return scored.candidates[int(np.argmax(scored.scores))][0].number
 
     @staticmethod
-    def _choose(passages: list[Passage], scored: Scored) -> tuple[list[int], float]:
-        """The sentences to quote (the best, and a second nearly as good) and the evidence."""
+    def _choose(passages: list[Passage], scored: Scored) -> tuple[list[int], Evidence]:
+        """The sentences to quote (the best, and a second nearly as good) and the evidence
+        for the best."""
         scores = scored.scores
         order = np.argsort(-scores)
-        chosen = [int(order[0])]
-        if len(order) > 1 and scores[order[0]] - scores[order[1]] <= SECOND_SENTENCE_MARGIN:
+        best = int(order[0])
+        chosen = [best]
+        if len(order) > 1 and scores[best] - scores[order[1]] <= SECOND_SENTENCE_MARGIN:
             chosen.append(int(order[1]))
-        evidence = 0.5 * max(p.score for p in passages) + 0.5 * float(scored.evidence[chosen[0]])
-        if scored.stored[chosen[0]]:
-            evidence += STORED_SENTENCE_SHIFT
-        return chosen, evidence
+        sentence = float(scored.evidence[best])
+        if scored.stored[best]:
+            sentence += 2 * STORED_SENTENCE_SHIFT  # the shift is in units of the mean of two
+        own = scored.candidates[best][0].number
+        others = [float(scores[i]) for i, (p, _) in enumerate(scored.candidates) if p.number != own]
+        lead = min(MAX_LEAD, float(scores[best]) - max(others)) if others else MAX_LEAD
+        kind = 0.0 if not scored.asked else (1.0 if scored.kind[best] else -1.0)
+        passage = max(p.score for p in passages)
+        return chosen, Evidence(passage, sentence, lead, kind)
 
-    def _borderline(self, evidence: float) -> bool:
+    def _borderline(self, evidence: Evidence) -> bool:
         """Whether stored vectors' evidence is too close to the abstention threshold for the
-        decision to rest on it."""
+        decision to rest on it: within `BORDERLINE` (in units of the mean of passage and
+        sentence evidence, as it was measured) of the threshold."""
         if not 0.0 < self.min_confidence < 1.0:
             return False
-        logit = math.log(self.min_confidence / (1.0 - self.min_confidence))
-        threshold = CONFIDENCE_MIDPOINT + logit / CONFIDENCE_STEEPNESS
-        return abs(evidence - threshold) <= BORDERLINE
+        threshold = math.log(self.min_confidence / (1.0 - self.min_confidence))
+        band = BORDERLINE * 2 * CALIBRATION.sentence
+        return abs(CALIBRATION.logit(evidence) - threshold) <= band
+
+    def explain(self, question: str, passages: list[Passage]) -> Evidence | None:
+        """The evidence the answer's confidence comes from (for calibrating it)."""
+        scored = self._rank(question, passages)
+        if not scored.candidates:
+            return None
+        chosen, evidence = self._choose(passages, scored)
+        if scored.stored[chosen[0]] and self._borderline(evidence):
+            chosen, evidence = self._choose(passages, self._rerank(scored))
+        return evidence
 
     def answer(
         self,
@@ -264,10 +329,7 @@ class ExtractiveBackend:
         if scored.stored[chosen[0]] and self._borderline(evidence):
             scored = self._rerank(scored)
             chosen, evidence = self._choose(passages, scored)
-        confidence = 1.0 / (
-            1.0 + math.exp(-CONFIDENCE_STEEPNESS * (evidence - CONFIDENCE_MIDPOINT))
-        )
-        confidence = round(confidence, 4)
+        confidence = round(CALIBRATION.confidence(evidence), 4)
         if confidence < self.min_confidence:
             return Answer(NOT_FOUND, [], confidence, False, self.name)
         parts = []
