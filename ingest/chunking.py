@@ -56,7 +56,7 @@ _LINE = re.compile(r"\n")
 # A line that opens a list item, and a table row as extractors write it ("a | b | c").
 _LIST_ITEM = re.compile(r"[^\S\n]*(?:[-*\u2022\u2013]\s|\d{1,3}[.)]\s|\([a-z0-9]{1,3}\)\s)")
 _TABLE_CELL = " | "
-_WRAP_BEFORE = frozenset("-,;:(/'\"&")
+_WRAP_AFTER = frozenset("(['\"\u2018\u201c")
 _WORD_BOUNDARY_SEARCH = 16
 CONTEXT_TOKENS = 32
 """The most tokens of title and heading path a chunk carries."""
@@ -303,12 +303,15 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 def _wraps(text: str, newline: int, start: int, end: int) -> bool:
     """Whether the line break at `newline` continues a sentence rather than ending a line
     of its own (a list item, a table row)."""
-    before = text[text.rfind("\n", start, newline) + 1 : newline].rstrip()
+    line_start = text.rfind("\n", start, newline)
+    before = text[line_start + 1 if line_start >= 0 else start : newline].rstrip()
     after_end = text.find("\n", newline + 1, end)
     after = text[newline + 1 : after_end if after_end >= 0 else end]
     if not before or not after.strip() or _TABLE_CELL in before or _TABLE_CELL in after:
         return False
     if _LIST_ITEM.match(after):
         return False
-    last, first = before[-1], after.lstrip()[0]
-    return (last.isalnum() or last in _WRAP_BEFORE) and (first.isalnum() or first == "(")
+    # The stops inside the sentence were judged already (an initial, "e.g."): a line that
+    # ends at one, or after a quote, still wraps when the next goes on with a word.
+    first = after.lstrip()[0]
+    return first.isalnum() or first in _WRAP_AFTER

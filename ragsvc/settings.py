@@ -115,7 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     answer_backend: Literal["extractive", "openai", "ollama", "anthropic", "gemini", "cohere"] = (
         "extractive"
     )
-    answer_min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    answer_min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.3
     answer_sentence_vectors: Literal["stored", "rerank", "encode"] = "stored"
     answer_rerank_sentences: Annotated[int, Meta(ge=1, le=64)] = 4
     llm_model: str = ""
@@ -433,7 +433,10 @@ SETTINGS_HELP: dict[str, str] = {
         "`gemini` or `cohere`. A request may ask for `extractive` or this one."
     ),
     "answer_min_confidence": (
-        "Confidence below which `/query` answers `answerable: false` (not found in the documents)."
+        "Confidence below which `/query` answers `answerable: false` (not found in the "
+        "documents). The extractive answerer's confidence is the chance its answer is right; 0.3 "
+        "was chosen on held-apart questions as the most that withholds at most 2 in 100 answers "
+        "that cite a gold answer."
     ),
     "answer_sentence_vectors": (
         "Where the extractive answerer gets sentence vectors: `stored` (pooled at ingestion from "

@@ -54,3 +54,22 @@ def paged_pdf(
         canvas.showPage()
     canvas.save()
     return buffer.getvalue()
+
+
+def table_pdf(paragraph: str, rows: list[list[str]], column_width: float = 140) -> bytes:
+    """One page: a line of prose, then a table of `rows` (the first is the header), each
+    cell drawn at its column's left edge."""
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=A4)
+    canvas.setFont(FONT, SIZE)
+    height = A4[1]
+    y = height - MARGIN
+    canvas.drawString(MARGIN, y, paragraph)
+    y -= 2 * LEADING
+    for row in rows:
+        for index, cell in enumerate(row):
+            canvas.drawString(MARGIN + index * column_width, y, cell)
+        y -= LEADING
+    canvas.showPage()
+    canvas.save()
+    return buffer.getvalue()

@@ -169,3 +169,12 @@ def test_sentences_end_at_full_stops_that_are_not_part_of_a_word(
     stop after an ordinary word (or "no.", or "U.S." before a capital) does, and closing
     quotes and brackets stay with their sentence."""
     assert [text[start:end] for start, end in sentence_spans(text)] == sentences
+
+
+def test_a_sentence_wraps_across_lines_after_a_table_earlier_in_the_text() -> None:
+    text = (
+        "Name | Depth\nNorth quay | 12 m\n\nThe quay opened in 1851. Its depth is kept at twelve"
+        "\nmetres by dredging every spring."
+    )
+    sentences = [text[a:b] for a, b in sentence_spans(text)]
+    assert "Its depth is kept at twelve\nmetres by dredging every spring." in sentences

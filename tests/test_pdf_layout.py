@@ -19,7 +19,7 @@ from ragsvc.answering.extractive import ExtractiveBackend, Scored
 from ragsvc.answering.sentences import answer_kind, quotable
 from ragsvc.retrieval import passages, retrieve
 from ragsvc.settings import Settings
-from tests.pdf_files import paged_pdf
+from tests.pdf_files import paged_pdf, table_pdf
 
 HEADER = "Annual Report of the Harbour Board"
 FOOTER = "Page {page} of {pages}"
@@ -115,6 +115,20 @@ def test_a_two_column_page_reads_column_by_column() -> None:
     assert "and its first keeper, who lit the lamp in 1851." in text
     assert "the second keeper, his daughter, who took over the lamp" in text
     assert text.index("storm that reached the cape") < text.index("The right column")
+
+
+def test_a_table_reads_as_rows_of_cells() -> None:
+    rows = [
+        ["Harbour", "Depth", "Opened"],
+        ["North quay", "12 m", "1851"],
+        ["Ferry pier", "7 m", "1903"],
+        ["Marina", "4 m", "1988"],
+    ]
+    pdf = table_pdf("The harbour has three berths, listed below with their depths.", rows)
+    lines = extract(pdf, "berths.pdf").text.splitlines()
+    assert "The harbour has three berths, listed below with their depths." in lines
+    for row in rows:
+        assert " | ".join(row) in lines
 
 
 def test_a_paragraph_broken_by_a_page_break_is_one_sentence(chunker: Chunker) -> None:

@@ -9,7 +9,9 @@ knows nothing of PDF parsing, turns them into text:
   (`_gutters`). Runs that span a gutter (a title, a full-width figure caption) cut the page
   into bands; inside a band each column is read top to bottom, left column first. A table's
   columns are not text columns: their cells are short, so they never make a gutter.
-- **Lines and paragraphs.** Runs that share a line are joined left to right. A vertical gap
+- **Lines and paragraphs.** Runs that share a line are joined left to right; in a table
+  (three or more lines whose runs start at the same places) with " | " between the cells,
+  as the Office extractors write rows, so that a row is never read as wrapped prose. A vertical gap
   clearly wider than the page's line spacing starts a new paragraph (a blank line, which the
   chunker and the sentence splitter read as a paragraph break), so a heading is not glued to
   the sentence under it.
@@ -56,6 +58,8 @@ _PAGE_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _LETTERS = re.compile(r"[^\w]+|\d+|_")
+TABLE_CELL = " | "
+"""Between the cells of a table row, as the Office extractors write them."""
 CONTINUES, PARAGRAPH, HEADING = 0, 1, 2
 """How a line starts: going on with the paragraph, a new paragraph, or a heading."""
 _WORDY = re.compile(r"[^\W\d_]{3,}")
@@ -163,6 +167,7 @@ def read_page(runs: list[Run], width: float, height: float, raw_text: str = "") 
     bottoms = [min(r.bottom for r in line) for line, _ in lines]
     highest = sorted(set(tops), reverse=True)[:EDGE_LINES][-1]
     lowest = sorted(set(bottoms))[:EDGE_LINES][-1]
+    rows = _table_rows([line for line, _ in lines])
     page_lines = []
     for number, (line_runs, paragraph) in enumerate(lines):
         ordered = sorted(line_runs, key=lambda r: r.left)
@@ -172,11 +177,36 @@ def read_page(runs: list[Run], width: float, height: float, raw_text: str = "") 
         )
         # At an edge, the parts of a line (a title left, a name right, a page number) recur
         # each on their own, so each is a line of its own.
-        parts = [r.text for r in ordered] if edge else [" ".join(r.text for r in ordered)]
+        if number in rows:
+            parts = [TABLE_CELL.join(r.text for r in ordered)]
+        else:
+            parts = [r.text for r in ordered] if edge else [" ".join(r.text for r in ordered)]
         for index, text in enumerate(parts):
             starts = paragraph != CONTINUES and number > 0 and index == 0
             page_lines.append(Line(text, starts, edge, paragraph == HEADING))
     return page_lines
+
+
+def _table_rows(lines: list[list[Run]]) -> set[int]:
+    """The lines that are rows of a table: three or more lines in a row, each of two or more
+    runs apart, whose runs start at the same places (within a few points)."""
+    rows: set[int] = set()
+    start = 0
+    while start < len(lines):
+        end = start
+        while end < len(lines) and len(lines[end]) >= 2 and _aligned(lines[start], lines[end]):
+            end += 1
+        if end - start >= 3:
+            rows.update(range(start, end))
+        start = max(end, start + 1)
+    return rows
+
+
+def _aligned(first: list[Run], other: list[Run]) -> bool:
+    """Whether most of the cells of `other` start where a cell of `first` starts."""
+    starts = [r.left for r in first]
+    near = sum(any(abs(r.left - x) <= 4.0 for x in starts) for r in other)
+    return near >= max(2, len(other) - 1)
 
 
 def lines_of_text(text: str) -> list[Line]:
@@ -261,29 +291,36 @@ def _read_band(band: list[Run], gutters: list[tuple[float, float]]) -> list[tupl
         previous_bottom: float | None = None
         for number, line in enumerate(grouped):
             top = max(r.top for r in line)
-            paragraph = number == 0 or (
-                previous_bottom is not None
-                and previous_bottom - top > PARAGRAPH_GAP * max(line_height, 1.0)
-            )
+            if number == 0:
+                # A column goes on with the one before it where that one stopped mid-sentence.
+                paragraph = not lines or not runs_on(_text(lines[-1][0]), _text(line))
+            else:
+                paragraph = (
+                    previous_bottom is not None
+                    and previous_bottom - top > PARAGRAPH_GAP * max(line_height, 1.0)
+                )
             lines.append((line, PARAGRAPH if paragraph else CONTINUES))
             previous_bottom = min(r.bottom for r in line)
         _set_headings_apart(lines, len(lines) - len(grouped))
     return lines
 
 
+def _text(line: list[Run]) -> str:
+    return " ".join(r.text for r in sorted(line, key=lambda r: r.left))
+
+
 def _set_headings_apart(lines: list[tuple[list[Run], int]], first: int) -> None:
     """Mark the headings of lines[first:] (one column): a short line of a few words that
     opens the column, a paragraph, or comes after a finished sentence, does not end like one,
-    and is
-    followed by a line that starts with a capital, as "Proposed Design Changes" between two
-    paragraphs."""
+    and is followed by a line that starts with a capital, as "Proposed Design Changes"
+    between two paragraphs."""
     column = lines[first:]
     if len(column) < 2:
         return
     width = max(r.right for line, _ in column for r in line) - min(
         r.left for line, _ in column for r in line
     )
-    texts = [" ".join(r.text for r in line) for line, _ in column]
+    texts = [_text(line) for line, _ in column]
     for index in range(len(column) - 1):
         text, after = texts[index], texts[index + 1]
         before = texts[index - 1] if index else "."

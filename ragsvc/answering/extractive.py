@@ -20,13 +20,15 @@ cannot pool them) have their sentences embedded here in every mode.
 Only quotable sentences compete (`sentences.quotable`: no heading, caption alone, contents or
 index line, or fragment, where the passages hold a real sentence), and a sentence holding the
 kind of thing asked (a duration for "how long", a time for "when", a quantity for "how many")
-ranks `KIND_WEIGHT` higher, which leaves its evidence, and so the confidence, as it was.
+ranks `KIND_WEIGHT` higher.
 
-Confidence is a logistic function of the evidence: the best passage's retrieval score and the
-best sentence's score. Below `min_confidence` the answer is "not found in the documents". In
-`stored` mode, evidence within `BORDERLINE` of that threshold is measured again as `rerank`
-measures it, so that how stored vectors approximate sentences does not decide whether to
-answer.
+Confidence is the chance the answer is right: a logistic function of the evidence
+(`Evidence`: the best passage's retrieval score, the quoted sentence's score, its lead over
+the best sentence of any other passage, and whether it holds the kind of thing asked),
+fitted on questions over clean text and PDFs (`CALIBRATION`). Below `min_confidence` the
+answer is "not found in the documents". In `stored` mode, evidence within `BORDERLINE` of
+that threshold is measured again as `rerank` measures it, so that how stored vectors
+approximate sentences does not decide whether to answer.
 """
 
 from __future__ import annotations
@@ -120,9 +122,12 @@ class Calibration(NamedTuple):
         return 1.0 / (1.0 + math.exp(-self.logit(evidence)))
 
 
-CALIBRATION = Calibration(bias=-4.8, passage=6.0, sentence=6.0, lead=0.0, kind=0.0)
-"""0.5 where the mean of the passage's and the sentence's evidence is 0.40, with a slope of
-12 on that mean."""
+CALIBRATION = Calibration(bias=-4.065, passage=-6.274, sentence=12.883, lead=7.139, kind=0.318)
+"""Fitted by `benchmarks/fit_confidence.py` (logistic regression of "the answer holds a gold
+answer") on the `choose` half of `benchmarks/bench_pdf_answers.py`'s XQuAD questions, clean
+text and typeset PDFs together, unanswerable questions included. Given the sentence's
+evidence, a passage that matches the question better than its best sentence does is a topic
+match rather than an answer, hence the passage's negative weight."""
 
 
 class Scored(NamedTuple):
@@ -160,7 +165,7 @@ class ExtractiveBackend:
         self,
         embedder: Embedder,
         *,
-        min_confidence: float = 0.5,
+        min_confidence: float = 0.3,
         sentence_vectors: SentenceVectors = "stored",
         rerank: int = 4,
     ) -> None:
