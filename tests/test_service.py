@@ -14,7 +14,6 @@ from litestar.testing import TestClient
 from ingest import Embedder
 from ragsvc.app import create_app
 from ragsvc.settings import Settings
-from tests.conftest import dataset
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance"}
 ROUTES = {
