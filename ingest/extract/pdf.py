@@ -254,11 +254,15 @@ def _title(reader: Any) -> str | None:
 
 
 def _ocr(page: Any) -> list[Line]:
-    from ingest.extract.ocr import read_images
+    from ingest.extract.ocr import read_images, read_runs
 
     if page is None:
         return []
-    return lines_of_text(read_images([image.data for image in page.images]))
+    images = [image.data for image in page.images]
+    if len(images) == 1:  # a scanned page: read its lines where they stand
+        runs, width, height = read_runs(images[0])
+        return read_page(runs, width, height)
+    return lines_of_text(read_images(images))
 
 
 def _describe(error: Exception) -> str:
