@@ -47,31 +47,19 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table  # noqa: E402
 from benchmarks.typeset import STYLES, scanned, typeset  # noqa: E402
-from indexes import SearchFilter  # noqa: E402
 from ingest import Chunker, IngestPipeline, load_embedder  # noqa: E402
 from ingest.cleaning import readable  # noqa: E402
 from ingest.extract.base import ExtractionLimits  # noqa: E402
 from ingest.extract.pdf import PdfExtractor  # noqa: E402
-from ingest.sources import Loaded, TextSource  # noqa: E402
+from ingest.sources import BytesSource, TextSource  # noqa: E402
 from ragsvc.answering.extractive import ExtractiveBackend  # noqa: E402
 from ragsvc.cli import make_query_embedder, open_catalog  # noqa: E402
 from ragsvc.evaluation import answers as evaluation  # noqa: E402
 from ragsvc.evaluation.metrics import auroc  # noqa: E402
-from ragsvc.retrieval import context_depth, context_hits, retrieve  # noqa: E402
-from ragsvc.retrieval import passages as to_passages  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 ARTICLES_PER_PDF = 4
 BINS = 10
-
-
-class _PdfSource:
-    def __init__(self, name: str, data: bytes) -> None:
-        self.name = self.key = name
-        self.data = data
-
-    def load(self) -> Loaded:
-        return Loaded(self.data, None, {}, None)
 
 
 def pdf_volumes(articles: list[evaluation.Article]) -> dict[str, bytes]:
@@ -110,7 +98,7 @@ def ingest(settings: Settings, catalog: Any, indexed: list[evaluation.Article]) 
     reader = PdfExtractor(ExtractionLimits(ocr=True))
     report = IngestPipeline(
         catalog, embedder, chunker, extractor=lambda data, name: reader.extract(data)
-    ).run([_PdfSource(name, data) for name, data in volumes.items()], collection="pdf")
+    ).run([BytesSource(name, data) for name, data in volumes.items()], collection="pdf")
     if report.failures:
         raise SystemExit(f"PDFs failed: {report.failures}")
     print(
@@ -138,16 +126,9 @@ def answer_all(
         for answerable, articles in ((True, indexed), (False, left_out)):
             for article in articles:
                 for question in article.questions:
-                    hits = retrieve(
-                        catalog,
-                        embedder,
-                        settings,
-                        question.text,
-                        k=context_depth(settings, k),
-                        filters=SearchFilter(collection=collection),
-                        need_vector=True,
-                    ).hits
-                    passages = to_passages(catalog, context_hits(catalog, settings, hits, k))
+                    passages = evaluation.question_passages(
+                        catalog, embedder, settings, question.text, k, collection
+                    )
                     answer = backend.answer(question.text, passages)
                     evidence = backend.explain(question.text, passages)
                     # Passages are judged as they are shown: hyphenation and line ends undone.

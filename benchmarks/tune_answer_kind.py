@@ -24,13 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table  # noqa: E402
-from indexes import SearchFilter  # noqa: E402
 from ragsvc.answering import extractive  # noqa: E402
 from ragsvc.answering.sentences import answer_kind  # noqa: E402
 from ragsvc.cli import make_query_embedder, open_catalog  # noqa: E402
 from ragsvc.evaluation import answers as evaluation  # noqa: E402
-from ragsvc.retrieval import context_depth, context_hits, retrieve  # noqa: E402
-from ragsvc.retrieval import passages as to_passages  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 
@@ -57,16 +54,9 @@ def main() -> None:
         evaluation.ingest_articles(catalog, settings, articles)
         for article in articles:
             for question in article.questions:
-                hits = retrieve(
-                    catalog,
-                    embedder,
-                    settings,
-                    question.text,
-                    k=context_depth(settings, args.k),
-                    filters=SearchFilter(collection=evaluation.COLLECTION),
-                    need_vector=True,
-                ).hits
-                passages = to_passages(catalog, context_hits(catalog, settings, hits, args.k))
+                passages = evaluation.question_passages(
+                    catalog, embedder, settings, question.text, args.k
+                )
                 half = "choose" if question.paragraph % 2 == 0 else "report"
                 kinds = ["all"] + (["kind"] if answer_kind(question.text) else [])
                 for weight in weights:

@@ -133,3 +133,14 @@ class TextSource:
             raise InvalidRecord(f"{self.name} has no text")
         extracted = Extracted("text/plain", self.text)
         return Loaded(self.text.encode("utf-8"), self.name, dict(self.metadata), extracted)
+
+
+class BytesSource:
+    """A file's bytes already in memory (a test's or a benchmark's document), one document."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name = self.key = name
+        self.data = data
+
+    def load(self) -> Loaded:
+        return Loaded(self.data, None, {}, None)

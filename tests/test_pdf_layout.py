@@ -14,7 +14,7 @@ from ingest.cleaning import readable
 from ingest.extract import extract
 from ingest.extract.base import ExtractionLimits
 from ingest.extract.pdf_layout import Line, remove_furniture, runs_on
-from ingest.sources import Loaded
+from ingest.sources import BytesSource
 from ragsvc.answering.base import Passage
 from ragsvc.answering.extractive import ExtractiveBackend, Scored
 from ragsvc.answering.sentences import answer_kind, quotable
@@ -48,17 +48,25 @@ TOPICS = [
 ]
 
 
+# Two paragraphs for each of two columns, each line as it is set.
+COLUMNS = [
+    [
+        "The left column opens the story of the",
+        "lighthouse on the northern cape and its",
+        "first keeper, who lit the lamp in 1851.",
+    ],
+    ["He kept a log of every ship that passed", "and of every storm that reached the cape."],
+    [
+        "The right column goes on with the second",
+        "keeper, his daughter, who took over the",
+        "lamp when her father fell ill in 1872.",
+    ],
+    ["She kept the light burning for forty", "years and saved nine sailors from the sea."],
+]
+
+
 def _report_pages() -> list[list[list[str]]]:
     return [[[first], [second]] for first, second in TOPICS]
-
-
-class _Source:
-    def __init__(self, name: str, data: bytes) -> None:
-        self.name = self.key = name
-        self.data = data
-
-    def load(self) -> Loaded:
-        return Loaded(self.data, None, {}, None)
 
 
 def test_running_headers_footers_and_page_numbers_are_in_no_chunk(chunker: Chunker) -> None:
@@ -95,23 +103,7 @@ def test_running_headers_with_ocr_noise_are_recognised() -> None:
 
 
 def test_a_two_column_page_reads_column_by_column() -> None:
-    left = [
-        [
-            "The left column opens the story of the",
-            "lighthouse on the northern cape and its",
-            "first keeper, who lit the lamp in 1851.",
-        ],
-        ["He kept a log of every ship that passed", "and of every storm that reached the cape."],
-    ]
-    right = [
-        [
-            "The right column goes on with the second",
-            "keeper, his daughter, who took over the",
-            "lamp when her father fell ill in 1872.",
-        ],
-        ["She kept the light burning for forty", "years and saved nine sailors from the sea."],
-    ]
-    pdf = paged_pdf([left + right], columns=2)
+    pdf = paged_pdf([COLUMNS], columns=2)
     text = readable(extract(pdf, "columns.pdf").text)
     assert "and its first keeper, who lit the lamp in 1851." in text
     assert "the second keeper, his daughter, who took over the lamp" in text
@@ -121,23 +113,7 @@ def test_a_two_column_page_reads_column_by_column() -> None:
 def test_a_scanned_two_column_page_is_read_by_ocr_column_by_column() -> None:
     from benchmarks.typeset import scanned
 
-    left = [
-        [
-            "The left column opens the story of the",
-            "lighthouse on the northern cape and its",
-            "first keeper, who lit the lamp in 1851.",
-        ],
-        ["He kept a log of every ship that passed", "and of every storm that reached the cape."],
-    ]
-    right = [
-        [
-            "The right column goes on with the second",
-            "keeper, his daughter, who took over the",
-            "lamp when her father fell ill in 1872.",
-        ],
-        ["She kept the light burning for forty", "years and saved nine sailors from the sea."],
-    ]
-    pdf = scanned(paged_pdf([left + right], columns=2))
+    pdf = scanned(paged_pdf([COLUMNS], columns=2))
     extracted = extract(pdf, "scan.pdf", ExtractionLimits(ocr=True))
     assert extracted.warnings == ["page 1: no text layer, read by OCR"]
     words = readable(extracted.text).split()
@@ -197,7 +173,7 @@ def test_an_answer_is_never_a_running_header(
     catalog: Catalog, embedder: Embedder, chunker: Chunker
 ) -> None:
     pdf = paged_pdf(_report_pages(), header=HEADER, footer=FOOTER)
-    IngestPipeline(catalog, embedder, chunker).run([_Source("report.pdf", pdf)], collection="c")
+    IngestPipeline(catalog, embedder, chunker).run([BytesSource("report.pdf", pdf)], collection="c")
     answerer = ExtractiveBackend(embedder, min_confidence=0.0)
     for question in (
         "What is the annual report of the harbour board?",

@@ -32,7 +32,7 @@ import numpy as np
 from indexes import Catalog, SearchFilter
 from ingest import Chunker, Embedder, IngestPipeline, load_embedder
 from ingest.sources import TextSource
-from ragsvc.answering.base import LLMBackend
+from ragsvc.answering.base import LLMBackend, Passage
 from ragsvc.evaluation.metrics import auroc, percentile
 from ragsvc.evaluation.statistics import SEED, Interval, wilson_interval
 from ragsvc.retrieval import context_depth, context_hits, retrieve
@@ -165,6 +165,27 @@ def ingest_articles(catalog: Catalog, settings: Settings, articles: list[Article
     return report.count("added") + report.count("unchanged")
 
 
+def question_passages(
+    catalog: Catalog,
+    embedder: Embedder,
+    settings: Settings,
+    question: str,
+    k: int,
+    collection: str = COLLECTION,
+) -> list[Passage]:
+    """The passages `/query` would answer `question` from, in `collection`."""
+    hits = retrieve(
+        catalog,
+        embedder,
+        settings,
+        question,
+        k=context_depth(settings, k),
+        filters=SearchFilter(collection=collection),
+        need_vector=True,
+    ).hits
+    return to_passages(catalog, context_hits(catalog, settings, hits, k))
+
+
 def evaluate(
     catalog: Catalog,
     embedder: Embedder,
@@ -182,16 +203,7 @@ def evaluate(
         for article in articles:
             for question in article.questions:
                 started = time.perf_counter()
-                hits = retrieve(
-                    catalog,
-                    embedder,
-                    settings,
-                    question.text,
-                    k=context_depth(settings, k),
-                    filters=SearchFilter(collection=COLLECTION),
-                    need_vector=True,
-                ).hits
-                passages = to_passages(catalog, context_hits(catalog, settings, hits, k))
+                passages = question_passages(catalog, embedder, settings, question.text, k)
                 answer = backend.answer(question.text, passages)
                 latencies.append((time.perf_counter() - started) * 1000)
                 confidences[answerable].append(answer.confidence)
