@@ -13,6 +13,7 @@ from ingest.chunking import sentence_spans
 from ingest.cleaning import readable
 from ingest.extract import extract
 from ingest.extract.base import ExtractionLimits
+from ingest.extract.layout import TABLE_GROUP_CHARS
 from ingest.extract.pdf_layout import Line, remove_furniture, runs_on
 from ingest.sources import BytesSource
 from ragsvc.answering.base import Passage
@@ -136,6 +137,21 @@ def test_a_table_reads_as_rows_of_cells() -> None:
     assert "The harbour has three berths, listed below with their depths." in lines
     for row in rows:
         assert " | ".join(row) in lines
+
+
+def test_a_long_table_is_cut_into_row_groups_that_each_open_with_its_header() -> None:
+    rows = [["Vessel", "Length", "Registered"]] + [
+        [f"Harbour tug number {n}", f"{20 + n} m", f"{1950 + n}"] for n in range(40)
+    ]
+    pdf = table_pdf("The fleet register lists every tug with its length.", rows)
+    text = extract(pdf, "fleet.pdf").text
+    groups = [block for block in text.split("\n\n") if " | " in block]
+    assert len(groups) > 2
+    for group in groups:
+        assert group.startswith("Vessel | Length | Registered\n")
+        assert len(group) <= TABLE_GROUP_CHARS + 40
+    body = [line for group in groups for line in group.splitlines()[1:]]
+    assert body == [" | ".join(row) for row in rows[1:]]
 
 
 def test_a_paragraph_broken_by_a_page_break_is_one_sentence(chunker: Chunker) -> None:

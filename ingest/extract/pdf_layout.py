@@ -11,7 +11,9 @@ knows nothing of PDF parsing, turns them into text:
   columns are not text columns: their cells are short, so they never make a gutter.
 - **Lines and paragraphs.** Runs that share a line are joined left to right; in a table
   (three or more lines whose runs start at the same places) with " | " between the cells,
-  as the Office extractors write rows, so that a row is never read as wrapped prose. A vertical gap
+  as the Office extractors write rows, so that a row is never read as wrapped prose; and a
+  table's rows are cut into groups that each open with its header row again, as Office
+  tables are, so that a chunk of a table reads on its own. A vertical gap
   clearly wider than the page's line spacing starts a new paragraph (a blank line, which the
   chunker and the sentence splitter read as a paragraph break), so a heading is not glued to
   the sentence under it.
@@ -41,6 +43,8 @@ from collections import Counter
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 from typing import NamedTuple
+
+from ingest.extract.layout import TABLE_GROUP_CHARS
 
 EDGE_LINES = 3
 """How many lines at the top and at the bottom of a page may be furniture."""
@@ -96,6 +100,8 @@ class Line(NamedTuple):
     of the edge: where furniture stands."""
     heading: bool = False
     """It is a heading: a paragraph of its own, and the heading of what follows."""
+    row: bool = False
+    """It is a row of a table, its cells joined by `TABLE_CELL`."""
 
 
 def runs_from_glyphs(
@@ -183,8 +189,38 @@ def read_page(runs: list[Run], width: float, height: float, raw_text: str = "") 
             parts = [r.text for r in ordered] if edge else [" ".join(r.text for r in ordered)]
         for index, text in enumerate(parts):
             starts = paragraph != CONTINUES and number > 0 and index == 0
-            page_lines.append(Line(text, starts, edge, paragraph == HEADING))
-    return page_lines
+            page_lines.append(Line(text, starts, edge, paragraph == HEADING, number in rows))
+    return _table_groups(page_lines)
+
+
+def _table_groups(lines: list[Line]) -> list[Line]:
+    """Each table's rows in groups of about `TABLE_GROUP_CHARS`, each group a paragraph that
+    opens with the table's first row (its header) again, as Office tables are cut, so that a
+    chunk of a table reads on its own."""
+    grouped: list[Line] = []
+    index = 0
+    while index < len(lines):
+        if not lines[index].row:
+            line = lines[index]
+            if grouped and grouped[-1].row and not line.paragraph:
+                line = line._replace(paragraph=True)  # prose after a table starts afresh
+            grouped.append(line)
+            index += 1
+            continue
+        end = index
+        while end < len(lines) and lines[end].row:
+            end += 1
+        header = lines[index]._replace(paragraph=True)
+        grouped.append(header)
+        size = len(header.text)
+        for row in lines[index + 1 : end]:
+            if size + len(row.text) + 1 > TABLE_GROUP_CHARS and size > len(header.text):
+                grouped.append(header)
+                size = len(header.text)
+            grouped.append(row._replace(paragraph=False))
+            size += len(row.text) + 1
+        index = end
+    return grouped
 
 
 def _table_rows(lines: list[list[Run]]) -> set[int]:
