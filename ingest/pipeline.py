@@ -71,7 +71,7 @@ class _Prepared(NamedTuple):
     key: str
     document: NewDocument
     note: str | None = None
-    """Why the document was cut short (`Extracted.capped`), reported with its outcome."""
+    """What the uploader should be told (`Extracted.notice`), reported with its outcome."""
 
 
 class _Pool(NamedTuple):
@@ -347,7 +347,8 @@ def build_document(
     chunker: Chunker,
 ) -> tuple[NewDocument, str | None]:
     """Extract (unless the source is text already) and chunk: the document to embed, and
-    the limit that cut it short, if one did. Raises `IngestError` subclasses."""
+    what its uploader should be told (a limit that cut it short, pages left out or read by
+    OCR: `Extracted.notice`), if anything. Raises `IngestError` subclasses."""
     loaded = new.loaded
     extracted = loaded.extracted or extractor(loaded.data, name)
     metadata = {**metadata, **loaded.metadata}
@@ -367,7 +368,7 @@ def build_document(
         metadata=metadata,
         chunks=chunks,
     )
-    return document, extracted.capped
+    return document, extracted.notice
 
 
 def embed_texts(embedder: Embedder, chunks: list[NewChunk]) -> list[ChunkEmbedding]:

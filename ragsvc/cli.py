@@ -396,11 +396,11 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         f"{report.chunks_stored} chunks stored, {report.texts_embedded} texts embedded "
         f"in {report.seconds:.1f} s ({rate:.1f} chunks/s)"
     )
-    capped = [o for o in report.outcomes if o.status != "failed" and o.reason]
-    if capped:
-        print(f"\n{len(capped)} document(s) stored only in part:", file=sys.stderr)
+    noted = [o for o in report.outcomes if o.status != "failed" and o.reason]
+    if noted:
+        print(f"\n{len(noted)} document(s) stored with a note:", file=sys.stderr)
         print(
-            _table(["document", "limit"], [[o.name, o.reason or ""] for o in capped]),
+            _table(["document", "note"], [[o.name, o.reason or ""] for o in noted]),
             file=sys.stderr,
         )
     if failures:

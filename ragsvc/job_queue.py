@@ -99,7 +99,8 @@ class Job(msgspec.Struct, frozen=True):
     started_at: str | None
     finished_at: str | None
     warning: str | None = None
-    """For a stored document, the limit that cut it short (`capped: ...`), if one did."""
+    """For a stored document, what its uploader should know, if anything: the limit that cut
+    it short (`capped: ...`), pages left out (each named, with the reason) or read by OCR."""
     request_id: str | None = None
     """The id of the upload request (`X-Request-ID`); the worker logs the job under it."""
 

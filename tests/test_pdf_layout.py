@@ -248,3 +248,29 @@ def test_the_sentence_holding_the_kind_of_thing_asked_ranks_first_without_raisin
     assert answer_kind("Who wrote the report?") is None
     assert answer_kind("When was the DMCA signed?").search("on October 28, 1998")  # type: ignore[union-attr]
     assert answer_kind("How many ships came?").search("310 ships")  # type: ignore[union-attr]
+
+
+def test_a_page_over_the_stream_limit_is_named_in_the_document_note(
+    catalog: Catalog, embedder: Embedder, chunker: Chunker
+) -> None:
+    from ingest.extract.pdf import PdfExtractor
+    from tests.hostile_files import TEXT_PAGE, build_pdf, deflated_zeros
+
+    text_page = (TEXT_PAGE.format(n=1).encode(), "")
+    bomb_page = (deflated_zeros(3_000_000), "/Filter /FlateDecode")
+    reader = PdfExtractor(ExtractionLimits(max_stream_bytes=1_000_000))
+    pipeline = IngestPipeline(
+        catalog, embedder, chunker, extractor=lambda data, name: reader.extract(data)
+    )
+    one = build_pdf([text_page, bomb_page, text_page])
+    most = build_pdf([text_page, bomb_page, bomb_page, bomb_page])
+    sources = [BytesSource("one.pdf", one), BytesSource("most.pdf", most)]
+    report = pipeline.run(sources, collection="c")
+    outcomes = {o.name: o for o in report.outcomes}
+    assert outcomes["one.pdf"].status == "added"
+    note = outcomes["one.pdf"].reason or ""
+    assert "page 2: skipped" in note and "1000000 bytes (setting extract_max_stream_bytes)" in note
+    assert "page 1" not in note and "page 3" not in note
+    most_note = outcomes["most.pdf"].reason or ""
+    assert most_note.startswith("most pages were left out (3 of 4)")
+    assert all(f"page {n}: skipped" in most_note for n in (2, 3, 4))

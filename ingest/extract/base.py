@@ -17,6 +17,10 @@ class Section(msgspec.Struct, frozen=True):
     "sheet Sales, rows 2-40"."""
 
 
+NOTICE_CHARS = 2_000
+"""The longest notice a document's job carries."""
+
+
 class Extracted(msgspec.Struct, frozen=True):
     """Text extracted from one document.
 
@@ -41,6 +45,22 @@ class Extracted(msgspec.Struct, frozen=True):
     @property
     def page_count(self) -> int | None:
         return None if self.page_starts is None else len(self.page_starts)
+
+    @property
+    def notice(self) -> str | None:
+        """What the uploader should be told in one line (a job's `warning`): the limit that
+        cut the document short, pages left out (and that most were, when most were), pages
+        read by OCR."""
+        notes = [self.capped] if self.capped else []
+        skipped = sum(": skipped" in warning for warning in self.warnings)
+        pages = self.page_count
+        if pages and skipped * 2 > pages:
+            notes.insert(0, f"most pages were left out ({skipped} of {pages})")
+        notes.extend(self.warnings)
+        text = "; ".join(notes)
+        if len(text) > NOTICE_CHARS:
+            text = text[: NOTICE_CHARS - 5].rstrip() + " ..."
+        return text or None
 
 
 class ExtractionLimits(msgspec.Struct, frozen=True):

@@ -34,6 +34,7 @@ import logging
 from typing import Any
 
 from pypdf import PasswordType, PdfReader, apply_configuration
+from pypdf.errors import LimitReachedError
 
 from ingest.errors import EmptyDocument, EncryptedDocument, ExtractionFailed
 from ingest.extract.base import Extracted, ExtractionLimits, Section, clean_title
@@ -126,6 +127,11 @@ class PdfExtractor:
                             warnings.append(f"page {number}: no text layer, read by OCR")
                 except ExtractionFailed:
                     raise
+                except LimitReachedError:
+                    warnings.append(
+                        f"page {number}: skipped, its contents decompress to over "
+                        f"{limits.max_stream_bytes} bytes (setting extract_max_stream_bytes)"
+                    )
                 except RecursionError:
                     warnings.append(f"page {number}: skipped, object structure nests without end")
                 except Exception as error:
