@@ -88,6 +88,7 @@ from ragsvc.job_queue import (
     JobState,
     NewJob,
 )
+from ragsvc.json_depth import bound_json_depth, too_deep
 from ragsvc.keys import KeyStore, Principal
 from ragsvc.logs import REQUEST_ID
 from ragsvc.metrics import (
@@ -1196,6 +1197,7 @@ def create_app(
             asset,
         ],
         middleware=[DefineMiddleware(RequestObserver, metrics=observed, tracer=tracer)],
+        before_request=bound_json_depth,
         state=State({"metrics": observed}),
         lifespan=[lifespan],
         guards=[authorize],
@@ -1213,6 +1215,9 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
         return {}
     if len(raw) > MAX_METADATA_CHARS:
         raise BadRequest(f"metadata is {len(raw)} characters; the limit is {MAX_METADATA_CHARS}")
+    reason = too_deep(raw.encode("utf-8", "surrogatepass"), "metadata")
+    if reason:
+        raise BadRequest(reason)
     try:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError as error:

@@ -230,3 +230,47 @@ def test_jobs_report_progress(client: TestClient[Any]) -> None:
     assert job["state"] == "ready"
     assert job["chunks_done"] == job["chunks_total"] >= 1
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+
+
+@pytest.mark.parametrize("levels", [1_000, 100_000])
+def test_json_nested_past_the_limit_is_a_400_naming_the_field(
+    client: TestClient[Any], levels: int
+) -> None:
+    nested = "[" * levels + "]" * levels
+    schema = '{"a":' * levels + "1" + "}" * levels
+    json_type = {"content-type": "application/json"}
+    cases = [
+        (client.post("/search", content=nested, headers=json_type), "request body nests"),
+        (
+            client.post(
+                "/search", content=f'{{"query": "x", "filters": {nested}}}', headers=json_type
+            ),
+            "field 'filters' nests",
+        ),
+        (
+            client.post(
+                "/query",
+                content=f'{{"question": "x", "response_schema": {schema}}}',
+                headers=json_type,
+            ),
+            "field 'response_schema' nests",
+        ),
+        (_upload(client, ("a.txt", b"a short note"), metadata=f'{{"a": {nested}}}'), "metadata"),
+    ]
+    for response, needle in cases:
+        _assert_problem(response, 400, needle)
+    _nothing_stored(client)
+    # Within the limit, nesting is only data.
+    ok = client.post("/search", json={"query": "x", "filters": {"a": [[["b"]]]}})
+    assert ok.status_code != 500
+
+
+def test_json_depth_counts_brackets_outside_strings_only() -> None:
+    from ragsvc.json_depth import depth, too_deep
+
+    assert depth(b'{"q": "[[[[{{{{", "f": {"a": [1, "]]]\\"[["]}}') == 3
+    assert depth(b'"just a string"') == 0
+    assert too_deep(b'{"a": [[1]]}', "body", limit=3) is None
+    assert too_deep(b'{"a": 1, "b": [[[[1]]]]}', "body", limit=3) == (
+        "body field 'b' nests 5 levels deep; the limit is 3"
+    )
