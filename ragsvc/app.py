@@ -1103,9 +1103,33 @@ async def health() -> Health:
 
 
 @get("/ready", summary="Store open, index loaded: counts, model, worker")
-async def ready(state: State) -> Ready:
+async def ready(state: State, principal: Caller) -> Ready:
+    """The whole store's view for an admin key over every collection (and the keyless
+    loopback user); for any other key, the counts of the collections it may read and nothing
+    that moves with other tenants' activity (the change-log position, process ids)."""
     services = _services(state)
     index = services.catalog.reader.state
+    if not principal.can("admin") or principal.collections is not None:
+        names = None if principal.collections is None else sorted(principal.collections)
+        rows = await services.reads.collections(names)
+        chunks = sum(row[2] for row in rows)
+        return Ready(
+            status="ready",
+            documents=sum(row[1] for row in rows),
+            chunks=chunks,
+            vectors=chunks,
+            model=services.encoder.model_id,
+            index=index.dense.spec,
+            jobs=await services.reads.job_counts(names),
+            query_runtime=getattr(services.encoder.embedder, "runtime", "torch"),
+            lexical_entries=chunks,
+            worker=WorkerInfo(
+                mode=services.settings.ingest_worker,
+                pid=None,
+                restarts=0,
+                ready=services.worker.ready,
+            ),
+        )
     return Ready(
         status="ready",
         documents=await services.reads.document_count(),

@@ -82,8 +82,14 @@ class AsyncReads:
         rows = await self._all(self._jobs, *jobs_query(state, collections, limit, offset))
         return [job_from_row(r) for r in rows]
 
-    async def job_counts(self) -> dict[str, int]:
-        return {str(r[0]): int(r[1]) for r in await self._all(self._jobs, COUNT_BY_STATE, ())}
+    async def job_counts(self, collections: list[str] | None = None) -> dict[str, int]:
+        """Jobs by state, of every collection or of `collections`."""
+        sql, params = COUNT_BY_STATE, tuple[str, ...]()
+        if collections is not None:
+            marks = ",".join("?" * len(collections))
+            sql = f"SELECT state, COUNT(*) FROM jobs WHERE collection IN ({marks}) GROUP BY state"
+            params = tuple(collections)
+        return {str(r[0]): int(r[1]) for r in await self._all(self._jobs, sql, params)}
 
     # -- documents ---------------------------------------------------------------------------
 

@@ -309,3 +309,32 @@ def test_rate_limits_quotas_and_the_audit_log(tmp_path: Path, embedder: Embedder
     upload = next(e for e in entries if e["action"] == "upload" and e["outcome"] == "ok")
     assert upload["target"].startswith("jobs ") and "in collection default" in upload["target"]
     assert upload["client"] and upload["at"]
+
+
+def test_a_tenant_keys_ready_counts_its_own_and_does_not_move_with_another_tenant(
+    tenants: Tenants,
+) -> None:
+    client = tenants.client
+    team_a = {"Authorization": f"Bearer {tenants.writer_a}"}  # team a's key watches
+    admin = {"Authorization": f"Bearer {tenants.admin}"}
+    before = client.get("/ready", headers=team_a).json()
+    assert before["documents"] == 1 and before["jobs"] == {"ready": 1}
+    assert before["change_seq"] == 0 and before["server_pid"] == 0
+    assert before["worker"]["pid"] is None
+    whole = client.get("/ready", headers=admin).json()
+    assert whole["documents"] == 2 and whole["change_seq"] > 0 and whole["server_pid"] > 0
+
+    # Another tenant uploads (collection b, with the admin key).
+    response = client.post(
+        "/documents?wait=true",
+        files=[("files", ("more-b.txt", b"Another secret note of team b, filed today."))],
+        data={"collection": "b"},
+        headers=admin,
+    )
+    assert response.status_code == 200, response.text
+    assert client.get("/ready", headers=team_a).json() == before
+    assert client.get("/ready", headers=admin).json()["documents"] == 3
+    # A key over every collection but without admin scope sees every collection's counts,
+    # but still not the change-log position or process ids.
+    reader = client.get("/ready", headers={"Authorization": f"Bearer {tenants.reader}"}).json()
+    assert reader["documents"] == 3 and reader["change_seq"] == 0
