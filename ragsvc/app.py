@@ -88,7 +88,7 @@ from ragsvc.job_queue import (
     JobState,
     NewJob,
 )
-from ragsvc.json_depth import bound_json_depth, too_deep
+from ragsvc.json_limits import check_json_body, too_deep
 from ragsvc.keys import KeyStore, Principal
 from ragsvc.logs import REQUEST_ID
 from ragsvc.metrics import (
@@ -1221,7 +1221,7 @@ def create_app(
             asset,
         ],
         middleware=[DefineMiddleware(RequestObserver, metrics=observed, tracer=tracer)],
-        before_request=bound_json_depth,
+        before_request=check_json_body,
         state=State({"metrics": observed}),
         lifespan=[lifespan],
         guards=[authorize],

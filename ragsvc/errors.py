@@ -2,7 +2,7 @@
 
     ServiceError                      (this module; status on the class)
     ├── BadRequest              400   malformed metadata, empty upload, bad parameters, JSON
-    │                                 nested past `json_depth.MAX_JSON_DEPTH`
+    │                                 nested past `json_limits.MAX_JSON_DEPTH`
     ├── Unauthorized            401   no API key, or one unknown or revoked
     ├── Forbidden               403   a key's scope too small; keyless cross-site or foreign Host
     ├── AnswerNotFound          404   feedback for an answer the caller cannot see, or none

@@ -266,7 +266,7 @@ def test_json_nested_past_the_limit_is_a_400_naming_the_field(
 
 
 def test_json_depth_counts_brackets_outside_strings_only() -> None:
-    from ragsvc.json_depth import depth, too_deep
+    from ragsvc.json_limits import depth, too_deep
 
     assert depth(b'{"q": "[[[[{{{{", "f": {"a": [1, "]]]\\"[["]}}') == 3
     assert depth(b'"just a string"') == 0
@@ -274,3 +274,13 @@ def test_json_depth_counts_brackets_outside_strings_only() -> None:
     assert too_deep(b'{"a": 1, "b": [[[[1]]]]}', "body", limit=3) == (
         "body field 'b' nests 5 levels deep; the limit is 3"
     )
+
+
+def test_half_a_surrogate_pair_is_a_400_that_says_so(client: TestClient[Any]) -> None:
+    json_type = {"content-type": "application/json"}
+    response = client.post("/search", content=b'{"query": "\\ud800"}', headers=json_type)
+    _assert_problem(response, 400, "half a UTF-16 surrogate pair (\\ud800)")
+    # A whole pair is text, and an escaped backslash before "ud800" is no escape at all.
+    for text in (b'"\\ud83d\\ude00 harbour"', b'"\\\\ud800 harbour"'):
+        response = client.post("/search", content=b'{"query": ' + text + b"}", headers=json_type)
+        assert response.status_code == 200, response.text

@@ -1,11 +1,15 @@
-"""How deep a JSON text nests, measured before any decoder recurses into it.
+"""What a JSON request may be before it is decoded: how deep it nests, and whether it is text.
 
-msgspec's decoder recurses once per level and meets Python's recursion limit near a thousand
-levels, a `RecursionError` that would be a 500. Every JSON request body (`bound_json_depth`,
+Depth: msgspec's decoder recurses once per level and meets Python's recursion limit near a
+thousand levels, a `RecursionError` that would be a 500. Every JSON request body (`check_json_body`,
 run before the route decodes it) and the upload's `metadata` field are measured here first:
 past `MAX_JSON_DEPTH` levels the request is a 400 that names the field, and nothing is
 decoded. Measuring is linear and runs in C where it can: strings are blanked by one regular
 expression, brackets are counted with numpy.
+
+Text: a string escape of half a UTF-16 surrogate pair (`"\\ud800"` alone) is valid JSON
+syntax but not text; the decoder's own complaint ("Input data was truncated") would mislead,
+so such a body is a 400 that says what it holds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ MAX_JSON_DEPTH = 64
 """Levels of arrays and objects a request's JSON may nest (a response schema included)."""
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _TOKEN = re.compile(rb'("(?:[^"\\]|\\.)*")\s*(:)?|([\[\]{}])', re.DOTALL)
+# A high surrogate escape and the low one after it, or a low one alone; "\\\\ud800" (an
+# escaped backslash before "ud800") is text, hence the even run of backslashes before.
+_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*(?:(\\u[dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
+    rb"|(\\u[dD][c-fC-F][0-9a-fA-F]{2}))"
+)
 _OPEN = np.zeros(256, dtype=np.int8)
 _OPEN[[ord("["), ord("{")]] = 1
 _OPEN[[ord("]"), ord("}")]] = -1
@@ -62,8 +72,20 @@ def _deep_field(raw: bytes, limit: int) -> str | None:
     return None
 
 
-async def bound_json_depth(request: Request) -> None:
-    """Refuse a JSON body that nests past `MAX_JSON_DEPTH`, before the route decodes it."""
+def lone_surrogate(raw: bytes) -> str | None:
+    """The first escape of half a surrogate pair in `raw`, if there is one."""
+    for match in _SURROGATE.finditer(raw):
+        high, low, lone_low = match.groups()
+        if high and not low:
+            return str(high.decode())
+        if lone_low:
+            return str(lone_low.decode())
+    return None
+
+
+async def check_json_body(request: Request) -> None:
+    """Refuse a JSON body that nests past `MAX_JSON_DEPTH`, or that escapes half a
+    surrogate pair, before the route decodes it."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     if request.headers.get("content-type", "").startswith("multipart/"):
@@ -73,3 +95,9 @@ async def bound_json_depth(request: Request) -> None:
         reason = too_deep(body, "the request body")
         if reason:
             raise BadRequest(reason)
+        half = lone_surrogate(body)
+        if half:
+            raise BadRequest(
+                f"the request body escapes half a UTF-16 surrogate pair ({half}) with no "
+                "other half: not text"
+            )
