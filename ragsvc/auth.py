@@ -142,7 +142,7 @@ async def authorize(
     except ServiceError as error:
         if needed != "read":
             entry = AuditEntry(
-                actor=actor,
+                actor=error.actor if isinstance(error, RevokedKey) else actor,
                 action=str(handler.opt.get("action", connection.scope["path"])),
                 target=f"{connection.scope.get('method', '')} {connection.scope['path']}",
                 client=client_address(connection),
@@ -162,8 +162,19 @@ def _principal(connection: ASGIConnection[Any, Any, Any, Any], keys: KeyStore) -
         raise Unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key)")
     key = keys.authenticate(token, active)
     if key is None:
+        revoked = keys.revoked_id(token)
+        if revoked is not None:
+            raise RevokedKey(revoked)
         raise Unauthorized("the API key is not valid (unknown or revoked)")
     return principal_of(key)
+
+
+class RevokedKey(Unauthorized):
+    """A key that was revoked: refused like an unknown one, but audited under its id."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__("the API key is not valid (unknown or revoked)")
+        self.actor = f"{key_id} (revoked)"
 
 
 def current_principal(request: Request[Any, Any, Any]) -> Principal:

@@ -211,6 +211,21 @@ class KeyStore:
         secret_hash, key = entry
         return key if hmac.compare_digest(secret_hash, _hash(parts[2])) else None
 
+    def revoked_id(self, token: str) -> str | None:
+        """The id of the revoked key `token` is, if it is one: the audit log names who was
+        refused (an unknown token names no one, its id being only a claim)."""
+        parts = token.strip().split("_", 2)
+        if len(parts) != 3 or parts[0] != PREFIX:
+            return None
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT secret_hash FROM api_keys WHERE id = ? AND revoked_at IS NOT NULL",
+                (parts[1],),
+            ).fetchone()
+        if row is not None and hmac.compare_digest(str(row[0]), _hash(parts[2])):
+            return parts[1]
+        return None
+
     # -- upload quotas -----------------------------------------------------------------------
 
     def uploaded_today(self, key_id: str) -> int:

@@ -296,6 +296,9 @@ def test_rate_limits_quotas_and_the_audit_log(tmp_path: Path, embedder: Embedder
 
     data = str(tmp_path / "data")
     assert run_ragsvc("--data-dir", data, "keys", "revoke", writer_id).returncode == 0
+    with TestClient(create_app(settings, embedder=embedder), base_url="http://127.0.0.1") as client:
+        late = client.post("/documents", files=[("files", ("c.txt", b"z" * 60))], headers=as_writer)
+        assert late.status_code == 401
     tail = run_ragsvc("--data-dir", data, "audit", "tail", "--json")
     entries = [json.loads(line) for line in tail.stdout.splitlines()]
     by_action = [(e["action"], e["actor"], e["outcome"][:3]) for e in entries]
@@ -304,6 +307,8 @@ def test_rate_limits_quotas_and_the_audit_log(tmp_path: Path, embedder: Embedder
     assert ("delete", writer_id, "ok") in by_action
     assert ("delete", writer_id, "404") in by_action
     assert ("key.revoke", "cli", "ok") in by_action
+    # A revoked key's refused write is audited under its id, not as anonymous.
+    assert ("upload", f"{writer_id} (revoked)", "401") in by_action
     revoke = next(e for e in entries if e["action"] == "key.revoke")
     assert writer_id in revoke["target"] and revoke["client"].startswith("cli:")
     upload = next(e for e in entries if e["action"] == "upload" and e["outcome"] == "ok")
