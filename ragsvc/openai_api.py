@@ -25,6 +25,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import ServerSentEventMessage
 from msgspec import Meta
@@ -40,6 +41,42 @@ MODEL = "ragsvc"
 MAX_MESSAGES = 1000
 Caller = NamedDependency[Principal]
 logger = logging.getLogger(__name__)
+
+
+class OpenAIError(msgspec.Struct, frozen=True):
+    message: str
+    type: str
+    code: int
+
+
+class OpenAIErrorBody(msgspec.Struct, frozen=True):
+    """What every error of these routes is, as OpenAI's clients expect it."""
+
+    error: OpenAIError
+
+
+def _error_responses() -> dict[int, ResponseSpec]:
+    """The OpenAPI document's word for these routes' errors: OpenAI's shape, not the
+    problem details of the rest of the API."""
+    reasons = {
+        400: "malformed request",
+        413: "a request over max_request_bytes",
+        401: "no API key, or one unknown or revoked",
+        403: "the key's scope or collections do not allow it",
+        404: "an unknown model (collection)",
+        429: "over the key's rate limit",
+        500: "an internal error",
+        502: "the LLM failed",
+    }
+    return {
+        status: ResponseSpec(
+            data_container=OpenAIErrorBody, description=reason, media_type="application/json"
+        )
+        for status, reason in reasons.items()
+    }
+
+
+ERROR_RESPONSES = _error_responses()
 
 
 class ContentPart(msgspec.Struct, frozen=True):
@@ -105,6 +142,7 @@ def _extras(response: QueryResponse) -> dict[str, Any]:
     "/v1/models",
     summary="OpenAI-compatible: the models (ragsvc, and one per collection)",
     exception_handlers={Exception: lambda r, e: openai_error(r, e)},
+    responses=ERROR_RESPONSES,
 )
 async def list_models(state: State, principal: Caller) -> dict[str, Any]:
     services = state.services
@@ -123,6 +161,7 @@ async def list_models(state: State, principal: Caller) -> dict[str, Any]:
     status_code=200,
     summary="OpenAI-compatible: answer the last user message from the documents, with sources",
     exception_handlers={Exception: lambda r, e: openai_error(r, e)},
+    responses=ERROR_RESPONSES,
 )
 async def chat_completions(
     state: State,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
@@ -106,3 +107,21 @@ def test_no_user_message_is_a_400_in_openai_shape(served: tuple[Server, str]) ->
     )
     assert response.status_code == 400
     assert "no user message" in response.json()["error"]["message"]
+
+
+def test_the_openapi_document_promises_the_error_shape_these_routes_answer_with(
+    served: tuple[Server, str],
+) -> None:
+    server, key = served
+    auth = {"Authorization": f"Bearer {key}"}
+    document = httpx.get(f"{server.url}/schema/openapi.json", headers=auth).json()
+    for body, status in ((None, 400), ({"model": "ragsvc/nothing", "messages": []}, 400)):
+        response = httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=auth)
+        assert response.status_code == status, response.text
+        promised = document["paths"]["/v1/chat/completions"]["post"]["responses"][str(status)]
+        schema = promised["content"]["application/json"]["schema"]
+        jsonschema.validate(response.json(), {**schema, "components": document["components"]})
+    refused = httpx.get(f"{server.url}/v1/models", headers={"Authorization": "Bearer nope"})
+    promised = document["paths"]["/v1/models"]["get"]["responses"]["401"]
+    schema = promised["content"]["application/json"]["schema"]
+    jsonschema.validate(refused.json(), {**schema, "components": document["components"]})
