@@ -985,20 +985,21 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 
     def once() -> int:
         nonlocal embedder
+        unreadable = sync.Unreadable(settings.data_path / sync.UNREADABLE_FILE)
         if embedder is None:
             # Plan without the model: a sync with nothing to embed never loads it.
             if settings.data_path.joinpath(DATABASE_NAME).exists():
                 with open_catalog(settings) as catalog:
-                    todo = sync.plan(catalog, folder, collection)
+                    todo = sync.plan(catalog, folder, collection, unreadable)
                     if not todo.to_embed:
-                        report = sync.apply(catalog, todo, lambda sources: iter(()))
+                        report = sync.apply(catalog, todo, lambda sources: iter(()), unreadable)
                         if todo.delete:
                             catalog.refresh()  # the saved index snapshot follows the deletions
                         return _print_sync(report)
             lower_priority(settings)
             embedder = make_embedder(settings)
         with open_catalog(settings, embedder) as catalog:
-            todo = sync.plan(catalog, folder, collection)
+            todo = sync.plan(catalog, folder, collection, unreadable)
             pipeline = make_pipeline(settings, catalog, embedder)
 
             def ingest(sources: list[FileSource]) -> Iterator[tuple[str, str, str | None]]:
@@ -1007,7 +1008,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
                     yield outcome.name, outcome.status, outcome.reason
 
             try:
-                report = sync.apply(catalog, todo, ingest)
+                report = sync.apply(catalog, todo, ingest, unreadable)
             finally:
                 pipeline.close()
             if not todo.nothing_to_do:
@@ -1036,8 +1037,12 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_sync(report: Any) -> int:
+    """The changes, then the summary; the exit status counts new failures only (a file still
+    unreadable with the bytes that failed before is reported, not failed again)."""
     for change, name, reason in report.changes:
-        if change != "unchanged":
+        if change == "unreadable":
+            print(f"still unreadable (unchanged since the last try): {name}, {reason}")
+        elif change != "unchanged":
             print(f"{change:9} {name}{f' ({reason})' if reason else ''}")
     print(report.summary(), flush=True)
     return EXIT_FAILURES if report.count("failed") else EXIT_OK

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_ragsvc
+from tests.conftest import ROOT, dataset, run_ragsvc
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +117,33 @@ def test_a_folder_that_does_not_exist_is_refused_with_the_reason(tmp_path: Path)
     result = run_ragsvc("--data-dir", str(tmp_path / "data"), "sync", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "no such folder" in result.stderr
     assert not (tmp_path / "data" / "ragsvc.sqlite3").exists()  # nothing was created
+
+
+def test_an_unreadable_file_is_not_tried_again_until_its_bytes_change(tmp_path: Path) -> None:
+    data, folder = tmp_path / "data", tmp_path / "papers"
+    folder.mkdir()
+    for n in range(9):
+        (folder / f"note-{n}.txt").write_text(f"Harbour note {n}: the ferry leaves at {n + 6}.")
+    locked = dataset("pdf_samples", "pdfminer.six", "samples", "encryption", "rc4-40.pdf")
+    (folder / "locked.pdf").write_bytes(locked.read_bytes())
+
+    first = run_ragsvc("--data-dir", str(data), "sync", str(folder), "--no-progress")
+    assert first.returncode != 0  # a new failure
+    assert "failed    papers/locked.pdf (encrypted PDF: a password is required)" in first.stdout
+
+    started = time.monotonic()
+    second = run_ragsvc("--data-dir", str(data), "sync", str(folder), "--no-progress")
+    seconds = time.monotonic() - started
+    assert second.returncode == 0, second.stdout + second.stderr  # nothing new failed
+    assert second.stdout.strip().splitlines() == [
+        "still unreadable (unchanged since the last try): papers/locked.pdf, "
+        "encrypted PDF: a password is required",
+        "nothing to do: 9 file(s) unchanged; 1 file(s) still unreadable (unchanged since the "
+        "last try)",
+    ]
+    assert seconds < 2.0, f"a sync with nothing to extract took {seconds:.1f} s"
+
+    # New bytes are tried again.
+    (folder / "locked.pdf").write_bytes(locked.read_bytes() + b"\n% appended\n")
+    third = run_ragsvc("--data-dir", str(data), "sync", str(folder), "--no-progress")
+    assert "failed    papers/locked.pdf" in third.stdout
