@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--output", type=Path, help="JSON report (default: in --eval-dir)")
     retrieval.add_argument("--baseline", type=Path, help="fail when below this report")
     retrieval.add_argument("--tolerance", type=float, default=0.01)
+    retrieval.add_argument("--no-progress", action="store_true", help="no progress bars")
     tune = eval_commands.add_parser(
         "tune",
         help="choose retrieval settings on a labelled split",
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--beir", type=Path, required=True, metavar="DIR")
     tune.add_argument("--split", default="train")
     tune.add_argument("--eval-dir", type=Path, help="default: ./eval-data/<DIR name>")
+    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
     tune.add_argument(
         "--output", type=Path, help="TOML of the chosen settings (default: in --eval-dir)"
     )
@@ -421,13 +423,9 @@ def _run_with_progress(
     metadata: dict[str, Any],
     args: argparse.Namespace,
 ) -> Any:
-    from tqdm import tqdm
-
     started = time.perf_counter()
     chunks = 0
-    with tqdm(
-        total=total, unit="doc", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True
-    ) as bar:
+    with _progress(args, total, "doc") as bar:
 
         def on_document(outcome: DocumentOutcome) -> None:
             nonlocal chunks
@@ -601,9 +599,21 @@ def _beir_run(settings: Settings, args: argparse.Namespace) -> Iterator[_BeirRun
     eval_settings = msgspec.structs.replace(settings, data_dir=str(eval_dir))
     with open_catalog(eval_settings, query_embedder) as catalog:
         print(f"ingesting {corpus} into {eval_dir} (known documents are skipped)", file=sys.stderr)
-        added, unchanged = evaluation.ingest_corpus(catalog, settings, corpus)
+        with _progress(args, count_lines(corpus), "doc") as bar:
+            added, unchanged = evaluation.ingest_corpus(
+                catalog, settings, corpus, on_document=lambda outcome: bar.update(1)
+            )
         print(f"{added} added, {unchanged} already there; {len(queries)} queries", file=sys.stderr)
         yield _BeirRun(catalog, query_embedder, queries, qrels, eval_dir)
+
+
+def _progress(args: argparse.Namespace, total: int, unit: str) -> Any:
+    """A progress bar on standard error, shown only on a terminal and without
+    `--no-progress`, as `ingest` shows one."""
+    from tqdm import tqdm
+
+    quiet = getattr(args, "no_progress", False) or not sys.stderr.isatty()
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
 
 def _eval_tune(settings: Settings, args: argparse.Namespace) -> int:
@@ -645,16 +655,18 @@ def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
     with _beir_run(settings, args) as run:
         catalog, query_embedder, queries, qrels, eval_dir = run
         modes = list(MODES) if args.mode == "all" else [args.mode]
-        results = evaluation.evaluate(
-            catalog,
-            query_embedder,
-            settings,
-            queries,
-            qrels,
-            modes,
-            args.k,
-            load_reranker(settings.reranker),
-        )
+        with _progress(args, len(queries) * len(modes), "query") as bar:
+            results = evaluation.evaluate(
+                catalog,
+                query_embedder,
+                settings,
+                queries,
+                qrels,
+                modes,
+                args.k,
+                load_reranker(settings.reranker),
+                on_query=lambda: bar.update(1),
+            )
         stats = catalog.stats()
     report = {
         "dataset": args.beir.resolve().name,

@@ -439,3 +439,45 @@ def test_hybrid_hits_say_when_both_retrievers_agree(
     hits = catalog.retrieve(k=2, vector=embedder.embed_query(query), text=query, mode="hybrid")
     by_name = {h.source_name: h.retrievers for h in hits}
     assert by_name == {"match": 2, "dense-only": 1}
+
+
+@pytest.mark.slow
+def test_eval_retrieval_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from tests.conftest import ROOT
+
+    beir = _tiny_beir(tmp_path / "tiny")
+    command = [sys.executable, "-m", "ragsvc", "eval", "retrieval", "--beir", str(beir)]
+    command += ["--eval-dir", str(tmp_path / "eval")]
+    primary, secondary = pty.openpty()
+    # A terminal of 24 rows and 100 columns (a new pseudo-terminal has none).
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=secondary, cwd=ROOT, env=os.environ.copy()
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=300) == 0
+    os.close(primary)
+    terminal = seen.decode("utf-8", "replace")
+    assert "5/5" in terminal and "doc" in terminal  # the corpus, document by document
+    assert "12/12" in terminal and "quer" in terminal  # 4 queries in each of 3 modes
+    # Not on a terminal: the same run prints no bar.
+    piped = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert "12/12" not in piped.stderr and "5/5" not in piped.stderr

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from indexes import Catalog, SearchFilter
 from indexes.fusion import Mode
 from ingest import Chunker, Embedder, IngestPipeline, jsonl_sources, load_embedder
+from ingest.pipeline import DocumentOutcome
 from ragsvc.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from ragsvc.evaluation.statistics import bootstrap_interval, paired_test
 from ragsvc.evaluation.tuning import DEEP, TOP, documents
@@ -47,9 +49,14 @@ def load_beir(directory: Path, split: str) -> tuple[dict[str, str], dict[str, di
     return queries, qrels
 
 
-def ingest_corpus(catalog: Catalog, settings: Settings, corpus: Path) -> tuple[int, int]:
-    """Ingest (or find already ingested) the corpus with the document embedder; returns
-    (added, unchanged)."""
+def ingest_corpus(
+    catalog: Catalog,
+    settings: Settings,
+    corpus: Path,
+    on_document: Callable[[DocumentOutcome], None] | None = None,
+) -> tuple[int, int]:
+    """Ingest (or find already ingested) the corpus with the document embedder, calling
+    `on_document` as each is done; returns (added, unchanged)."""
     embedder = load_embedder(settings.embedder_config)
     chunker = Chunker(
         embedder,
@@ -57,7 +64,7 @@ def ingest_corpus(catalog: Catalog, settings: Settings, corpus: Path) -> tuple[i
         overlap=settings.chunk_overlap_tokens,
     )
     pipeline = IngestPipeline(catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks)
-    report = pipeline.run(jsonl_sources(corpus), collection=COLLECTION)
+    report = pipeline.run(jsonl_sources(corpus), collection=COLLECTION, on_document=on_document)
     return report.count("added"), report.count("unchanged")
 
 
@@ -70,9 +77,11 @@ def evaluate(
     modes: list[Mode],
     k: int,
     reranker: Reranker | None = None,
+    on_query: Callable[[], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per mode: each metric's mean over the queries, its 95% bootstrap interval, and the
     per-query values (in `queries` order) that a later run is compared with, pair by pair.
+    `on_query` is called after each query of each mode (progress).
 
     A hybrid ranking depends on how deep each retriever's list is, so the top-k metrics come
     from a request for `TOP` chunks and recall@100 from one for `DEEP` chunks, as the service
@@ -101,6 +110,8 @@ def evaluate(
             values[f"recall@{k}"].append(recall_at_k(top, relevance, k))
             values["recall@100"].append(recall_at_k(deep, relevance, 100))
             values[f"mrr@{k}"].append(mrr_at_k(top, relevance, k))
+            if on_query is not None:
+                on_query()
         intervals = {name: bootstrap_interval(v) for name, v in values.items()}
         report: dict[str, Any] = {name: round(i.value, 4) for name, i in intervals.items()}
         report.update(
