@@ -178,3 +178,19 @@ def test_switching_backend_builds_from_stored_embeddings_either_way(tmp_path: Pa
     with _open(tmp_path, VectorParams()) as catalog:  # and back
         assert isinstance(catalog.reader.state.dense, FaissIndex)
         assert {t: _top(catalog, t) for t in TOPICS.values()} == on_faiss
+
+
+@pytest.mark.slow
+def test_ingest_and_search_on_milvus_print_no_alarms_on_success(tmp_path: Path) -> None:
+    from tests.conftest import run_ragsvc
+
+    note = tmp_path / "note.txt"
+    note.write_text("The lighthouse keeper logs the weather every morning.")
+    data = str(tmp_path / "data")
+    milvus = {"RAGSVC_VECTOR_BACKEND": "milvus"}
+    ingest = run_ragsvc("--data-dir", data, "ingest", str(note), "--no-progress", env=milvus)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "ERROR" not in ingest.stderr and "Traceback" not in ingest.stderr, ingest.stderr
+    found = run_ragsvc("--data-dir", data, "search", "weather", env=milvus)
+    assert found.returncode == 0 and "note.txt" in found.stdout, found.stderr
+    assert "mvccTs" not in found.stderr and "ERROR" not in found.stderr, found.stderr

@@ -10,10 +10,16 @@ like the FAISS file: everything needed to rebuild it lives in SQLite.
 `uri` is a Milvus server (`http://host:19530`, with `token` for a cluster) or a milvus-lite
 file (`./vectors.db`), served by a gRPC server thread in this process (tests, laptops). Writes are
 made with strong consistency, so a search sees every add and removal before it.
+
+Two messages milvus-lite and pymilvus log on every successful use are noise and are dropped
+(`_KnownNoise`): the embedded server's gRPC "Method not implemented" error with its traceback
+(the client probes `AllocTimestamp`, which milvus-lite does not serve) and the client's warning
+that it then uses its own timestamp. Everything else they log is kept.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import Counter
@@ -35,6 +41,21 @@ MAX_TOP_K = 16_384
 _MILVUS_INDEX = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}
 IVF_LISTS = 1024
 """Lists of a Milvus IVF_FLAT index when `ivf_nlist` leaves it derived."""
+
+
+class _KnownNoise(logging.Filter):
+    """Drops the log records of a successful milvus-lite session that only look alarming."""
+
+    NOISE = ("Method not implemented", "failed to get mvccTs")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in self.NOISE)
+
+
+for _name in ("grpc._server", "pymilvus.client.iterator.query_iterator"):
+    logging.getLogger(_name).addFilter(_KnownNoise())
+
 _LITE_USERS: Counter[str] = Counter()
 """Open indexes per milvus-lite file: its server thread is stopped when the last one closes."""
 _LITE_LOCK = threading.Lock()
