@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from indexes import Catalog, IndexesError, SearchFilter
+from indexes import Catalog, IndexesError, SearchFilter, StoreMissing
 from indexes.catalog import DATABASE_NAME
 from indexes.fusion import MODES
 from indexes.vectors import INDEX_CHOICES
@@ -37,6 +37,7 @@ from ingest import (
     load_query_embedder,
     reembed,
 )
+from ingest.embed import show_export_progress
 from ingest.ray_engine import RayIngestPipeline
 from ingest.sources import FileSource, Source, count_lines
 from ragsvc import ingestion
@@ -314,6 +315,7 @@ def _configure_logging(settings: Settings) -> None:
     if settings.log_level != "debug":
         # pypdf logs every repair it makes to a malformed file; failures are reported anyway.
         logging.getLogger("pypdf").setLevel(logging.ERROR)
+    show_export_progress(settings.log_level)
 
 
 def make_embedder(settings: Settings) -> Embedder:
@@ -444,6 +446,9 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError("-k must be between 1 and 1000")
     if not args.query.strip():
         raise CommandError("the query is empty")
+    if not settings.data_path.joinpath(DATABASE_NAME).exists():
+        # Said before the query model is prepared (a first export takes seconds).
+        raise StoreMissing(f"no store in {settings.data_path}; run `ragsvc ingest` first")
     embedder = make_query_embedder(settings)
     reranker = load_reranker(settings.reranker)
     with open_catalog(settings, embedder, readonly=True) as catalog:

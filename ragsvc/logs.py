@@ -17,6 +17,8 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
+from ingest.embed import show_export_progress
+
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # LogRecord's own attributes: everything else on a record came through `extra=`.
@@ -77,6 +79,7 @@ def configure_logging(level: str, log_format: str, *, process: str = "server") -
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    show_export_progress(level)
     if level != "debug":
         # pypdf logs every repair it makes to a malformed file; failures are reported anyway.
         logging.getLogger("pypdf").setLevel(logging.ERROR)

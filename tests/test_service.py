@@ -284,3 +284,31 @@ def test_half_a_surrogate_pair_is_a_400_that_says_so(client: TestClient[Any]) ->
     for text in (b'"\\ud83d\\ude00 harbour"', b'"\\\\ud800 harbour"'):
         response = client.post("/search", content=b'{"query": ' + text + b"}", headers=json_type)
         assert response.status_code == 200, response.text
+
+
+def test_search_and_query_order_sources_and_name_their_scores_as_documented(
+    client: TestClient[Any],
+) -> None:
+    notes = [
+        ("tides.txt", b"The tide tables are printed weekly by the harbour office."),
+        ("ferry.txt", b"The ferry to the island leaves the harbour at nine."),
+        ("storm.txt", b"Storm warnings are raised with a red flag on the east tower."),
+        ("bees.txt", b"The harbour office keeps two hives of bees on its roof."),
+    ]
+    assert _upload(client, *notes).status_code == 200
+    question = "When does the ferry leave the harbour?"
+    results = client.post("/search", json={"query": question, "k": 4}).json()["results"]
+    # /search: best first by `score` (the ranking score of the mode), `similarity` beside it.
+    scores = [hit["score"] for hit in results]
+    assert scores == sorted(scores, reverse=True) and len(results) == 4
+    answer = client.post("/query", json={"question": question, "k": 4}).json()
+    sources = answer["sources"]
+    # /query: sources numbered in the same retrieval order; their `score` is the cosine
+    # similarity to the question, so it need not fall with the number.
+    assert [s["number"] for s in sources] == [1, 2, 3, 4]
+    assert [(s["document_id"], s["char_start"]) for s in sources] == [
+        (hit["document_id"], hit["char_start"]) for hit in results
+    ]
+    for source, hit in zip(sources, results, strict=True):
+        assert source["score"] == pytest.approx(hit["similarity"], abs=1e-4)
+    assert sources[0]["source_name"] == "ferry.txt" and sources[0]["cited"]

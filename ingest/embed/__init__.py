@@ -18,6 +18,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,16 @@ AUTO_RUNTIMES = ("openvino", "onnx")
 """What `query_runtime = "auto"` tries, in order, before torch."""
 EXPORT_TIMEOUT = 900.0
 logger = logging.getLogger(__name__)
+EXPORT_LOGGER = "ingest.embed.export"
+export_log = logging.getLogger(EXPORT_LOGGER)
+"""The one-time export's two lines: information, shown at the default level (see
+`show_export_progress`)."""
+
+
+def show_export_progress(level: str) -> None:
+    """Let the export's information through when the log level is `warning` or lower."""
+    if logging.getLevelName(level.upper()) <= logging.WARNING:
+        export_log.setLevel(logging.INFO)
 
 
 class EmbedderConfig(msgspec.Struct, frozen=True):
@@ -146,7 +157,12 @@ def _export_is_current(folder: Path, config: EmbedderConfig) -> bool:
 
 
 def _export(config: EmbedderConfig, folder: Path) -> None:
-    logger.warning("exporting %s to ONNX for queries (once; cached in %s)", config.model, folder)
+    export_log.info(
+        "preparing %s for queries: a one-time ONNX export (about 15 s on two cores), kept in %s",
+        config.model,
+        folder,
+    )
+    started = time.perf_counter()
     folder.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [
@@ -166,6 +182,7 @@ def _export(config: EmbedderConfig, folder: Path) -> None:
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise ValueError(f"export failed: {last}")
+    export_log.info("%s ready for queries in %.1f s", config.model, time.perf_counter() - started)
 
 
 __all__ = [
