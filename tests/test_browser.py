@@ -63,11 +63,14 @@ def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
         browser.get(server.url + "/")
         wait = WebDriverWait(browser, 240)
         assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Question"
-        # Without the key the page says why nothing is listed; the key is entered once.
+        # Without the key the page says, beside the key box, why nothing is listed; the key
+        # is entered once.
         error = browser.find_element(By.ID, "error")
-        wait.until(lambda _: "API key is required" in error.text)
+        key_state = browser.find_element(By.ID, "key-state")
+        wait.until(lambda _: "needs an API key" in key_state.text)
+        assert error.text == ""
         browser.find_element(By.ID, "api-key").send_keys(key, Keys.ENTER)
-        wait.until(lambda _: error.text == "")
+        wait.until(lambda _: key_state.text == "key set for this tab")
         stored = browser.execute_script("return sessionStorage.getItem('ragsvc.api_key')")
         assert stored == key
         browser.find_element(By.ID, "files").send_keys(str(pdf))  # the input behind the drop zone
@@ -112,5 +115,61 @@ def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
         delete = browser.find_element(By.CSS_SELECTOR, f"button[aria-label='Delete {pdf.name}']")
         delete.click()
         wait.until(lambda _: pdf.name not in browser.find_element(By.ID, "documents").text)
+    finally:
+        server.stop()
+
+
+def test_choosing_files_uploads_each_once_and_a_stored_one_says_so(
+    tmp_path: Path, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    notes = []
+    for name, words in (
+        ("tides.txt", "The tide tables are printed weekly."),
+        ("ferry.txt", "The ferry leaves the harbour at nine."),
+        ("storm.txt", "Storm warnings are raised with a red flag."),
+    ):
+        path = tmp_path / name
+        path.write_text(words)
+        notes.append(path)
+    keys = KeyStore.open(tmp_path / "data")
+    key = keys.create("browser", "write")
+    keys.close()
+    server = Server(tmp_path / "data", tmp_path / "server.log").start()
+    try:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 240)
+        key_state = browser.find_element(By.ID, "key-state")
+        wait.until(lambda _: "needs an API key" in key_state.text)
+        browser.find_element(By.ID, "api-key").send_keys(key, Keys.ENTER)
+        wait.until(lambda _: key_state.text == "key set for this tab")
+
+        def rows() -> list[Any]:
+            return list(browser.find_elements(By.CSS_SELECTOR, "#jobs li"))
+
+        def settled(count: int) -> bool:
+            found = rows()
+            return len(found) == count and all(
+                row.get_attribute("data-state") in ("ready", "failed") for row in found
+            )
+
+        browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in notes))
+        wait.until(lambda _: settled(3))
+        assert not browser.find_elements(By.CSS_SELECTOR, "#upload-form button")  # no 2nd action
+        assert all(row.get_attribute("data-state") == "ready" for row in rows())
+        for note in notes:
+            wait.until(lambda _, n=note: n.name in browser.find_element(By.ID, "documents").text)
+
+        browser.find_element(By.ID, "files").send_keys(str(notes[1]))
+        wait.until(lambda _: settled(4))
+        again = rows()[0]  # the newest job is listed first
+        assert "ferry.txt" in again.text and "already stored, unchanged" in again.text
+        assert "chunks" not in again.text
+        assert browser.find_element(By.ID, "error").text == ""
+        icons = browser.find_elements(By.CSS_SELECTOR, "link[rel=icon]")
+        assert icons and icons[0].get_attribute("href").startswith("data:")  # no /favicon.ico
     finally:
         server.stop()

@@ -66,6 +66,7 @@ TABLE_CELL = " | "
 """Between the cells of a table row, as the Office extractors write them."""
 CONTINUES, PARAGRAPH, HEADING = 0, 1, 2
 """How a line starts: going on with the paragraph, a new paragraph, or a heading."""
+_NUMBERED = re.compile(r"\d{1,2}(?:\.\d{1,2})*\.?\s+[A-Z]")
 _WORDY = re.compile(r"[^\W\d_]{3,}")
 _ENDS_LINE = re.compile(r"[.,;:!?]\s*$")
 _ENDS_SENTENCE = re.compile(r"[.!?:;\"”’)\]]\s*$")  # noqa: RUF001 (closing quotes)
@@ -189,7 +190,8 @@ def read_page(runs: list[Run], width: float, height: float, raw_text: str = "") 
             parts = [r.text for r in ordered] if edge else [" ".join(r.text for r in ordered)]
         for index, text in enumerate(parts):
             starts = paragraph != CONTINUES and number > 0 and index == 0
-            page_lines.append(Line(text, starts, edge, paragraph == HEADING, number in rows))
+            heading = paragraph == HEADING and number not in rows and bool(_WORDY.search(text))
+            page_lines.append(Line(text, starts, edge, heading, number in rows))
     return _table_groups(page_lines)
 
 
@@ -346,10 +348,11 @@ def _text(line: list[Run]) -> str:
 
 
 def _set_headings_apart(lines: list[tuple[list[Run], int]], first: int) -> None:
-    """Mark the headings of lines[first:] (one column): a short line of a few words that
-    opens the column, a paragraph, or comes after a finished sentence, does not end like one,
-    and is followed by a line that starts with a capital, as "Proposed Design Changes"
-    between two paragraphs."""
+    """Mark the headings of lines[first:] (one column): a short line of a few words, starting
+    with a capital or a section number ("3.2 Parsing"), that opens the column, a paragraph,
+    or comes after a finished sentence, does not end like one, and is followed by a line of
+    prose (half the column wide or more) that starts with a capital, as "Proposed Design
+    Changes" between two paragraphs. A figure's labels are followed by more labels."""
     column = lines[first:]
     if len(column) < 2:
         return
@@ -357,14 +360,15 @@ def _set_headings_apart(lines: list[tuple[list[Run], int]], first: int) -> None:
         r.left for line, _ in column for r in line
     )
     texts = [_text(line) for line, _ in column]
+    widths = [max(r.right for r in line) - min(r.left for r in line) for line, _ in column]
     for index in range(len(column) - 1):
         text, after = texts[index], texts[index + 1]
         before = texts[index - 1] if index else "."
-        line_width = max(r.right for r in column[index][0]) - min(r.left for r in column[index][0])
         if (
-            line_width < 0.7 * width
+            widths[index] < 0.7 * width
+            and widths[index + 1] >= 0.5 * width
             and len(text.split()) <= 10
-            and text[:1].isupper()
+            and (text[:1].isupper() or _NUMBERED.match(text))
             and _WORDY.search(text)
             and not _ENDS_LINE.search(text)
             and (_ENDS_SENTENCE.search(before) or column[index][1] == PARAGRAPH)

@@ -19,9 +19,17 @@ async function api(path, options = {}) {
   if (!response.ok) {
     let detail = `${response.status} ${response.statusText}`;
     try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-    throw new Error(`${path}: ${detail}`);
+    if (response.status === 401) keyNeeded();
+    const error = new Error(`${path}: ${detail}`);
+    error.status = response.status;
+    throw error;
   }
   return response.status === 204 ? null : response.json();
+}
+
+// Errors go next to what they are about: a missing or refused key beside the key box.
+function report(error) {
+  showError(error.status === 401 ? "" : error.message);
 }
 
 function text(tag, value, className) {
@@ -40,7 +48,18 @@ function pages(source) {
 // -- the key ---------------------------------------------------------------------------------
 
 function showKeyState() {
-  $("key-state").textContent = sessionStorage.getItem(KEY) ? "key set for this tab" : "";
+  const state = $("key-state");
+  state.textContent = sessionStorage.getItem(KEY) ? "key set for this tab" : "";
+  state.classList.remove("needed");
+}
+
+function keyNeeded() {
+  const state = $("key-state");
+  state.textContent = sessionStorage.getItem(KEY)
+    ? "This key was refused (unknown or revoked): enter another."
+    : "This server needs an API key: enter one here.";
+  state.classList.add("needed");
+  $("api-key").placeholder = "rsk_… (this server needs one)";
 }
 
 $("key-form").addEventListener("submit", (event) => {
@@ -62,9 +81,13 @@ function jobRow(job) {
     $("jobs").prepend(row);
   }
   row.dataset.state = job.state;
-  const progress = job.chunks_total ? ` ${job.chunks_done}/${job.chunks_total} chunks` : "";
+  // A file stored before is not a failure: say so in words, without a chunk count.
+  const unchanged = job.outcome === "unchanged";
+  const state = unchanged ? "already stored, unchanged" : job.state;
+  const progress = !unchanged && job.chunks_total
+    ? ` ${job.chunks_done}/${job.chunks_total} chunks` : "";
   const why = job.error ? ` (${job.error})` : job.warning ? ` (${job.warning})` : "";
-  row.replaceChildren(text("span", `${job.file_name}: `), text("span", job.state, "state"),
+  row.replaceChildren(text("span", `${job.file_name}: `), text("span", state, "state"),
     text("span", `${progress}${why}`));
 }
 
@@ -91,15 +114,17 @@ async function upload(files) {
     jobs.forEach(jobRow);
     await follow(jobs);
   } catch (error) {
-    showError(error.message);
+    report(error);
   }
 }
 
-$("upload-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  upload($("files").files);
+// Choosing files uploads them, once: the choice is cleared as the upload starts.
+$("upload-form").addEventListener("submit", (event) => event.preventDefault());
+$("files").addEventListener("change", () => {
+  const chosen = Array.from($("files").files);
+  $("files").value = "";
+  upload(chosen);
 });
-$("files").addEventListener("change", () => upload($("files").files));
 const zone = $("drop-zone");
 zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
 zone.addEventListener("dragleave", () => zone.classList.remove("over"));
@@ -124,7 +149,7 @@ async function refreshDocuments() {
         try {
           await api(`/documents/${doc.id}`, { method: "DELETE" });
           refreshDocuments();
-        } catch (error) { showError(error.message); }
+        } catch (error) { report(error); }
       });
       const cell = document.createElement("td");
       cell.append(remove);
@@ -133,7 +158,7 @@ async function refreshDocuments() {
       return row;
     }));
   } catch (error) {
-    showError(error.message);
+    report(error);
   }
 }
 $("refresh").addEventListener("click", refreshDocuments);
@@ -197,17 +222,17 @@ function resetFeedback(requestId) {
 
 $("rate-up").addEventListener("click", () => {
   $("correction-box").hidden = true;
-  rate("up").catch((error) => showError(error.message));
+  rate("up").catch(report);
 });
 $("rate-down").addEventListener("click", () => {
   $("correction-box").hidden = false;
-  rate("down").catch((error) => showError(error.message));
+  rate("down").catch(report);
   $("correction").focus();
 });
 $("feedback-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const correction = $("correction").value.trim();
-  if (correction) rate("down", correction).catch((error) => showError(error.message));
+  if (correction) rate("down", correction).catch(report);
 });
 
 async function ask(question) {
@@ -227,7 +252,10 @@ async function ask(question) {
   if (!response.ok) {
     let detail = `${response.status}`;
     try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-    throw new Error(detail);
+    if (response.status === 401) keyNeeded();
+    const error = new Error(detail);
+    error.status = response.status;
+    throw error;
   }
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
@@ -272,7 +300,7 @@ $("ask-form").addEventListener("submit", async (event) => {
   const question = $("question").value.trim();
   if (!question) return;
   $("ask").disabled = true;
-  try { await ask(question); } catch (error) { showError(error.message); }
+  try { await ask(question); } catch (error) { report(error); }
   finally { $("ask").disabled = false; }
 });
 $("question").addEventListener("keydown", (event) => {
