@@ -54,9 +54,11 @@ from ragsvc.async_reads import AsyncReads
 from ragsvc.audit import AuditEntry, AuditLog
 from ragsvc.auth import (
     RateLimiter,
+    audit_refusal,
     authorize,
     client_address,
     current_principal,
+    mark_audited,
     visible,
     visible_collections,
 )
@@ -88,7 +90,7 @@ from ragsvc.job_queue import (
     JobState,
     NewJob,
 )
-from ragsvc.json_limits import check_json_body, too_deep
+from ragsvc.json_limits import check_json_body, lone_surrogate, too_deep
 from ragsvc.keys import KeyStore, Principal
 from ragsvc.logs import REQUEST_ID
 from ragsvc.metrics import (
@@ -388,6 +390,7 @@ class _Audit:
 
     async def refused(self, error: Exception) -> None:
         status, detail = status_of(error)
+        mark_audited(error)
         await self.done(f"{status}: {detail}")
 
 
@@ -1222,6 +1225,7 @@ def create_app(
         ],
         middleware=[DefineMiddleware(RequestObserver, metrics=observed, tracer=tracer)],
         before_request=check_json_body,
+        after_exception=[audit_refusal],
         state=State({"metrics": observed}),
         lifespan=[lifespan],
         guards=[authorize],
@@ -1239,9 +1243,13 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
         return {}
     if len(raw) > MAX_METADATA_CHARS:
         raise BadRequest(f"metadata is {len(raw)} characters; the limit is {MAX_METADATA_CHARS}")
-    reason = too_deep(raw.encode("utf-8", "surrogatepass"), "metadata")
+    encoded = raw.encode("utf-8", "surrogatepass")
+    reason = too_deep(encoded, "metadata")
     if reason:
         raise BadRequest(reason)
+    half = lone_surrogate(encoded)
+    if half:
+        raise BadRequest(f"metadata escapes half a UTF-16 surrogate pair ({half}): not text")
     try:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError as error:

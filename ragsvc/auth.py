@@ -29,7 +29,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from indexes import CollectionNotFound
 from ragsvc.audit import AuditEntry
-from ragsvc.errors import Forbidden, ServiceError, TooManyRequests, Unauthorized
+from ragsvc.errors import Forbidden, ServiceError, TooManyRequests, Unauthorized, status_of
 from ragsvc.keys import LOOPBACK_USER, KeyStore, Principal, Scope, principal_of
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -149,8 +149,39 @@ async def authorize(
                 outcome=f"{error.status}: {error}",
             )
             await anyio.to_thread.run_sync(services.audit.record, entry)
+            mark_audited(error)
         raise
     connection.state.principal = principal
+
+
+def mark_audited(error: Exception) -> None:
+    """Note that `error`'s refusal is in the audit log, so `audit_refusal` skips it."""
+    error.__dict__["audited"] = True
+
+
+async def audit_refusal(error: Exception, scope: Any) -> None:
+    """The app's after-exception hook: a write refused before its handler ran (a form past
+    its limits, a body that could not be decoded) is audited like one refused inside it."""
+    route = scope.get("route_handler")
+    if route is None or error.__dict__.get("audited"):
+        return
+    needed = route.opt.get("scope", "read")
+    state = scope.get("state") or {}
+    principal = state.get("principal")
+    services = getattr(scope["app"].state, "services", None)
+    if needed == "read" or principal is None or services is None:
+        return
+    status, detail = status_of(error)
+    if status >= 500:
+        return  # a server error is logged, not a refusal
+    entry = AuditEntry(
+        actor=principal.key_id or "loopback",
+        action=str(route.opt.get("action", scope["path"])),
+        target=f"{scope.get('method', '')} {scope['path']}",
+        client=scope["client"][0] if scope.get("client") else "unknown",
+        outcome=f"{status}: {detail}",
+    )
+    await anyio.to_thread.run_sync(services.audit.record, entry)
 
 
 def _principal(connection: ASGIConnection[Any, Any, Any, Any], keys: KeyStore) -> Principal:

@@ -152,8 +152,12 @@ def status_of(error: Exception) -> tuple[int, str]:
         return 400, _validation_detail(error)
     if isinstance(error, HTTPException):
         if error.status_code == 400 and error.detail == "Request Entity Too Large":
-            # Litestar's multipart parser over `multipart_form_part_limit` (kept a 400 there).
-            return 413, "too many parts in one upload (setting max_files_per_upload)"
+            # Litestar's multipart parser past one of its limits (kept a 400 there), which it
+            # does not name: the number of parts or the size of one part's headers.
+            return 413, (
+                "an upload past the form's limits: more files than max_files_per_upload "
+                "(setting), or a part whose headers pass 4,096 bytes (a file name that long)"
+            )
         return error.status_code, str(error.detail)
     if isinstance(error, IndexesError):
         return 409, str(error)

@@ -343,3 +343,39 @@ def test_a_tenant_keys_ready_counts_its_own_and_does_not_move_with_another_tenan
     # but still not the change-log position or process ids.
     reader = client.get("/ready", headers={"Authorization": f"Bearer {tenants.reader}"}).json()
     assert reader["documents"] == 3 and reader["change_seq"] == 0
+
+
+def test_refused_uploads_say_why_and_are_audited_under_the_key(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    from ragsvc.audit import AuditLog
+
+    settings = Settings(data_dir=str(tmp_path / "data"), ingest_worker="thread")
+    keys = KeyStore.open(settings.data_path)
+    writer = keys.create("uploader", "write")
+    keys.close()
+    writer_id = writer.split("_")[1]
+    as_writer = {"Authorization": f"Bearer {writer}"}
+    with TestClient(create_app(settings, embedder=embedder), base_url="http://127.0.0.1") as client:
+        long_name = "n" * 10_000 + ".txt"
+        named = client.post(
+            "/documents", files=[("files", (long_name, b"a short note"))], headers=as_writer
+        )
+        assert named.status_code == 413, named.text
+        assert "a file name that long" in named.json()["detail"]
+        half = client.post(
+            "/documents",
+            files=[("files", ("note.txt", b"a short note"))],
+            data={"metadata": '{"title": "\\ud800"}'},
+            headers=as_writer,
+        )
+        assert half.status_code == 400, half.text
+        assert "half a UTF-16 surrogate pair (\\ud800)" in half.json()["detail"]
+    audit = AuditLog.open(settings.data_path)
+    try:
+        entries = [(e.actor, e.action, e.outcome[:3]) for e in audit.tail(10)]
+    finally:
+        audit.close()
+    assert (writer_id, "upload", "413") in entries
+    assert (writer_id, "upload", "400") in entries
+    assert len(entries) == 2  # each refusal once

@@ -177,7 +177,11 @@ def test_upload_search_query_delete(client: TestClient[Any]) -> None:
             "65 keys",
         ),
         (lambda c: _upload(c, *[(f"{i}.md", NOTES) for i in range(6)]), 413, "limit is 5"),
-        (lambda c: _upload(c, *[(f"{i}.md", NOTES) for i in range(20)]), 413, "too many parts"),
+        (
+            lambda c: _upload(c, *[(f"{i}.md", NOTES) for i in range(20)]),
+            413,
+            "more files than max_files_per_upload",
+        ),
     ],
 )
 def test_bad_input_gets_a_4xx_and_stores_nothing(
