@@ -316,3 +316,24 @@ def test_search_and_query_order_sources_and_name_their_scores_as_documented(
     for source, hit in zip(sources, results, strict=True):
         assert source["score"] == pytest.approx(hit["similarity"], abs=1e-4)
     assert sources[0]["source_name"] == "ferry.txt" and sources[0]["cited"]
+
+
+def test_a_pdf_page_over_the_stream_limit_is_named_in_the_jobs_warning(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    from tests.hostile_files import TEXT_PAGE, build_pdf, deflated_zeros
+
+    settings = Settings(
+        data_dir=str(tmp_path / "data"),
+        ingest_worker="thread",
+        extract_max_stream_bytes=1_000_000,
+    )
+    text_page = (TEXT_PAGE.format(n=1).encode(), "")
+    pdf = build_pdf([text_page, (deflated_zeros(3_000_000), "/Filter /FlateDecode"), text_page])
+    with TestClient(create_app(settings, embedder=embedder), base_url="http://127.0.0.1") as client:
+        response = _upload(client, ("ledger.pdf", pdf))
+        assert response.status_code == 200, response.text
+        (job,) = response.json()["jobs"]
+        assert job["state"] == "ready" and job["outcome"] == "added"
+        assert "page 2: skipped" in job["warning"]
+        assert "over 1000000 bytes (setting extract_max_stream_bytes)" in job["warning"]
