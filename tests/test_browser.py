@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,15 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
+@contextmanager
+def _page_with_a_key(tmp_path: Path, browser: Any) -> Iterator[Any]:
+    """A server with keys and the page open in the browser: without a key the page says,
+    beside the key box, that one is needed (and nothing at the bottom); the key is entered
+    once and kept for the tab. Yields the browser's waiter."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
-    pdf = dataset(*NAACL)
     keys = KeyStore.open(tmp_path / "data")
     key = keys.create("browser", "write")
     keys.close()
@@ -62,17 +65,26 @@ def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
     try:
         browser.get(server.url + "/")
         wait = WebDriverWait(browser, 240)
-        assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Question"
-        # Without the key the page says, beside the key box, why nothing is listed; the key
-        # is entered once.
-        error = browser.find_element(By.ID, "error")
         key_state = browser.find_element(By.ID, "key-state")
         wait.until(lambda _: "needs an API key" in key_state.text)
-        assert error.text == ""
+        assert browser.find_element(By.ID, "error").text == ""
         browser.find_element(By.ID, "api-key").send_keys(key, Keys.ENTER)
         wait.until(lambda _: key_state.text == "key set for this tab")
         stored = browser.execute_script("return sessionStorage.getItem('ragsvc.api_key')")
         assert stored == key
+        yield wait
+    finally:
+        server.stop()
+
+
+def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as seen
+
+    pdf = dataset(*NAACL)
+    with _page_with_a_key(tmp_path, browser) as wait:
+        assert browser.find_element(By.CSS_SELECTOR, "label[for=question]").text == "Question"
         browser.find_element(By.ID, "files").send_keys(str(pdf))  # the input behind the drop zone
         job = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#jobs li")))
         wait.until(lambda _: job.get_attribute("data-state") in ("ready", "failed"))
@@ -115,16 +127,12 @@ def test_upload_ask_and_see_a_cited_page(tmp_path: Path, browser: Any) -> None:
         delete = browser.find_element(By.CSS_SELECTOR, f"button[aria-label='Delete {pdf.name}']")
         delete.click()
         wait.until(lambda _: pdf.name not in browser.find_element(By.ID, "documents").text)
-    finally:
-        server.stop()
 
 
 def test_choosing_files_uploads_each_once_and_a_stored_one_says_so(
     tmp_path: Path, browser: Any
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     notes = []
     for name, words in (
@@ -135,17 +143,7 @@ def test_choosing_files_uploads_each_once_and_a_stored_one_says_so(
         path = tmp_path / name
         path.write_text(words)
         notes.append(path)
-    keys = KeyStore.open(tmp_path / "data")
-    key = keys.create("browser", "write")
-    keys.close()
-    server = Server(tmp_path / "data", tmp_path / "server.log").start()
-    try:
-        browser.get(server.url + "/")
-        wait = WebDriverWait(browser, 240)
-        key_state = browser.find_element(By.ID, "key-state")
-        wait.until(lambda _: "needs an API key" in key_state.text)
-        browser.find_element(By.ID, "api-key").send_keys(key, Keys.ENTER)
-        wait.until(lambda _: key_state.text == "key set for this tab")
+    with _page_with_a_key(tmp_path, browser) as wait:
 
         def rows() -> list[Any]:
             return list(browser.find_elements(By.CSS_SELECTOR, "#jobs li"))
@@ -171,5 +169,3 @@ def test_choosing_files_uploads_each_once_and_a_stored_one_says_so(
         assert browser.find_element(By.ID, "error").text == ""
         icons = browser.find_elements(By.CSS_SELECTOR, "link[rel=icon]")
         assert icons and icons[0].get_attribute("href").startswith("data:")  # no /favicon.ico
-    finally:
-        server.stop()
