@@ -1,11 +1,12 @@
-# The README's two commands: `make run` and `make test`. Both create .venv when missing and
-# install torch==2.13.0 (the CPU build) before anything that depends on torch.
+# The README's two commands: `make run` and `make test` (the fast tier; `make test-all` runs
+# every tier, as CI does). All create .venv when missing and install torch==2.13.0 (the CPU
+# build) before anything that depends on torch.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: run test lint install install-dev browser clean
+.PHONY: run test test-all lint install install-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +29,13 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/ragsvc serve
 
-test: install-dev lint browser
+# The fast tier, run after every change: no test that starts a process (a server, a CLI in a
+# subprocess, the extraction sandbox, Ray, milvus-lite's server, a browser, schemathesis).
+test: install-dev lint
+	$(BIN)/python -m pytest -m "not slow"
+
+# Every tier, as CI runs it.
+test-all: install-dev lint browser
 	$(BIN)/python -m pytest
 
 # The browser test drives Debian's headless Chromium; install it where we may (root with

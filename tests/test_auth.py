@@ -219,6 +219,7 @@ def lead_a_key(tenants: Tenants) -> dict[str, str]:
     return {"Authorization": f"Bearer {tenants.admin_a}"}
 
 
+@pytest.mark.slow
 def test_without_keys_other_sites_and_foreign_hosts_are_refused(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", tmp_path / "server.log").start()
     try:
@@ -239,6 +240,7 @@ def test_without_keys_other_sites_and_foreign_hosts_are_refused(tmp_path: Path) 
         server.stop()
 
 
+@pytest.mark.slow
 def test_keys_commands_and_serving_beyond_loopback(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
     refused = run_ragsvc("--data-dir", data, "serve", "--host", "0.0.0.0", timeout=60)
@@ -264,6 +266,7 @@ def test_keys_commands_and_serving_beyond_loopback(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0] == 1
 
 
+@pytest.mark.slow
 def test_rate_limits_quotas_and_the_audit_log(tmp_path: Path, embedder: Embedder) -> None:
     settings = Settings(data_dir=str(tmp_path / "data"), ingest_worker="thread")
     keys = KeyStore.open(settings.data_path)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ragsvc.finetune import normalised_question
 from tests.conftest import Server, run_ragsvc, wait_jobs
@@ -27,6 +28,7 @@ def _key(data: str, *args: str) -> str:
     return created.stdout.split()[-1]
 
 
+@pytest.mark.slow
 def test_feedback_listing_and_exports_through_the_real_server(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
     admin = {"Authorization": f"Bearer {_key(data, '--name', 'ops', '--scope', 'admin')}"}
@@ -163,6 +165,7 @@ def test_feedback_listing_and_exports_through_the_real_server(tmp_path: Path) ->
     assert result["queries"] == 3 and result["modes"]["hybrid"]["recall@10"] == 1.0
 
 
+@pytest.mark.slow
 def test_validate_reports_each_defect_with_its_line(tmp_path: Path) -> None:
     good = {
         "messages": [

@@ -115,6 +115,7 @@ def test_hostile_files_fail_or_cap_alone_and_the_server_carries_on(tmp_path: Pat
     assert finished["looping-xref.pdf"]["state"] in ("ready", "failed")
 
 
+@pytest.mark.slow
 def test_the_sandbox_stops_a_slow_document_and_survives_a_dead_child() -> None:
     sandbox = ExtractionSandbox(ExtractionLimits(timeout=0.5))
     try:
@@ -131,6 +132,7 @@ def test_the_sandbox_stops_a_slow_document_and_survives_a_dead_child() -> None:
         sandbox.close()
 
 
+@pytest.mark.slow
 def test_a_document_over_the_memory_limit_fails_with_that_reason() -> None:
     sandbox = ExtractionSandbox(ExtractionLimits(max_memory=300_000_000))
     try:
@@ -141,6 +143,7 @@ def test_a_document_over_the_memory_limit_fails_with_that_reason() -> None:
         sandbox.close()
 
 
+@pytest.mark.slow
 def test_a_word_document_that_inflates_to_gigabytes_fails_with_the_memory_limit() -> None:
     bomb = hostile_files.docx_bomb()
     assert len(bomb) < 5_000_000

@@ -96,6 +96,7 @@ def test_milvus_collection_follows_the_store_with_filters_inside_milvus(tmp_path
         assert _top(reopened, "ships in the harbour")[0] == "harbour.txt"
 
 
+@pytest.mark.slow
 def test_a_killed_writer_leaves_milvus_to_be_reconciled_on_open(tmp_path: Path) -> None:
     """The process saves a snapshot, then adds and deletes without saving again and is killed:
     the collection holds changes the snapshot does not. Opening makes the two agree."""

@@ -74,6 +74,7 @@ def test_the_reranker_orders_the_candidates_by_its_own_scores(
     assert [h.chunk_id for h in kept] == [h.chunk_id for h in plain]
 
 
+@pytest.mark.slow
 def test_search_on_the_command_line_uses_the_configured_reranker(
     tmp_path: Path, cross_encoder: Path
 ) -> None:
@@ -98,6 +99,7 @@ def test_search_on_the_command_line_uses_the_configured_reranker(
     assert list(scores) == sorted(scores, reverse=True)
 
 
+@pytest.mark.slow
 def test_a_reranker_that_cannot_load_stops_start_up_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(RerankerUnavailable, match="not a local model folder"):
         load_reranker(str(tmp_path / "absent"))

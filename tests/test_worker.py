@@ -142,6 +142,7 @@ def test_cli_ingest_and_rebuild_beside_a_live_server(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_job_reported_ready_is_searchable_at_once(tmp_path: Path) -> None:
     # The server would follow the worker's commits only once a minute here: a document whose
     # job a client has read as "ready" (alone, or in the list) must already be searchable.
