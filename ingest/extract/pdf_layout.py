@@ -470,11 +470,7 @@ def _strip_page_number(text: str) -> str:
     return text.strip(" .,;:-|")
 
 
-def page_text(lines: list[Line]) -> str:
-    return _page_text(lines)[0]
-
-
-def _page_text(lines: list[Line]) -> tuple[str, list[tuple[int, str]]]:
+def page_text(lines: list[Line]) -> tuple[str, list[tuple[int, str]]]:
     """A page's text, and its headings as (offset, text)."""
     parts: list[str] = []
     headings: list[tuple[int, str]] = []
@@ -512,7 +508,7 @@ def join_pages(pages: list[list[Line]]) -> tuple[str, list[int], list[tuple[int,
     offset = 0
     previous = ""
     for number, lines in enumerate(pages):
-        text, page_headings = _page_text(lines)
+        text, page_headings = page_text(lines)
         if number:
             separator = "\n" if runs_on(previous, text) else "\n\n"
             parts.append(separator)
