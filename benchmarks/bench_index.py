@@ -38,7 +38,7 @@ import numpy as np
 
 from indexes.vectors import FaissIndex, VectorParams, resolve
 from indexes.vectors.faiss_index import ivf_lists, ivf_probes
-from ragsvc.evaluation.metrics import percentile
+from ragsvc.evaluation.ranking_metrics import percentile
 
 BLOCK = 100_000
 NOISE = 0.35

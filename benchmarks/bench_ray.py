@@ -32,8 +32,8 @@ from benchmarks.report import table  # noqa: E402
 from indexes import Catalog  # noqa: E402
 from ingest import jsonl_sources, load_embedder, load_query_embedder  # noqa: E402
 from ingest.ray_engine import connect  # noqa: E402
-from ragsvc.evaluation.retrieval import COLLECTION, evaluate, load_beir  # noqa: E402
-from ragsvc.ingestion import make_pipeline  # noqa: E402
+from ragsvc.evaluation.ranking import COLLECTION, evaluate, load_beir  # noqa: E402
+from ragsvc.factory import make_pipeline  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 from indexes import Catalog, SearchFilter  # noqa: E402
 from ingest import jsonl_sources, load_embedder, load_query_embedder  # noqa: E402
 from ingest.embed.sentence_transformer import resolve_model  # noqa: E402
-from ragsvc.evaluation.metrics import percentile  # noqa: E402
-from ragsvc.ingestion import make_pipeline  # noqa: E402
-from ragsvc.reranker import CrossEncoderReranker  # noqa: E402
-from ragsvc.retrieval import retrieve  # noqa: E402
+from ragsvc.evaluation.ranking_metrics import percentile  # noqa: E402
+from ragsvc.factory import make_pipeline  # noqa: E402
+from ragsvc.retrieval.reranker import CrossEncoderReranker  # noqa: E402
+from ragsvc.retrieval.retriever import retrieve  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 

@@ -61,10 +61,10 @@ from indexes import Catalog, SearchFilter  # noqa: E402
 from indexes.lexical import ENGLISH_STOPWORDS  # noqa: E402
 from ingest import IngestPipeline, jsonl_sources, load_embedder, load_query_embedder  # noqa: E402
 from ingest.chunking import Chunker  # noqa: E402
-from ragsvc.evaluation.metrics import ndcg_at_k  # noqa: E402
-from ragsvc.evaluation.retrieval import load_beir  # noqa: E402
-from ragsvc.retrieval import retrieve  # noqa: E402
-from ragsvc.server_process import ServerProcess  # noqa: E402
+from ragsvc.api.server_process import ServerProcess  # noqa: E402
+from ragsvc.evaluation.ranking import load_beir  # noqa: E402
+from ragsvc.evaluation.ranking_metrics import ndcg_at_k  # noqa: E402
+from ragsvc.retrieval.retriever import retrieve  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 STAGES = ("build", "retrieval", "server", "load", "ingest")

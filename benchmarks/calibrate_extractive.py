@@ -36,8 +36,8 @@ from ingest import (  # noqa: E402
     load_query_embedder,
 )
 from ragsvc.answering.extractive import CALIBRATION, ExtractiveBackend  # noqa: E402
-from ragsvc.evaluation.retrieval import load_beir  # noqa: E402
-from ragsvc.retrieval import passages, retrieve  # noqa: E402
+from ragsvc.evaluation.ranking import load_beir  # noqa: E402
+from ragsvc.retrieval.retriever import passages, retrieve  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 # The mean of passage and sentence evidence at which confidence is 0.5.

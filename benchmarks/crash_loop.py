@@ -35,7 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ragsvc.server_process import ServerProcess  # noqa: E402
+from ragsvc.api.server_process import ServerProcess  # noqa: E402
 
 
 @dataclass

@@ -14,8 +14,8 @@ import pytest
 from litestar.testing import TestClient
 
 from ingest import Embedder
-from ragsvc.app import create_app
-from ragsvc.keys import KeyStore
+from ragsvc.api.app import create_app
+from ragsvc.security.keys import KeyStore
 from ragsvc.settings import Settings
 from tests.conftest import Server, run_ragsvc
 
@@ -351,7 +351,7 @@ def test_a_tenant_keys_ready_counts_its_own_and_does_not_move_with_another_tenan
 def test_refused_uploads_say_why_and_are_audited_under_the_key(
     tmp_path: Path, embedder: Embedder
 ) -> None:
-    from ragsvc.audit import AuditLog
+    from ragsvc.security.audit import AuditLog
 
     settings = Settings(data_dir=str(tmp_path / "data"), ingest_worker="thread")
     keys = KeyStore.open(settings.data_path)

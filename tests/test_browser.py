@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ragsvc.keys import KeyStore
+from ragsvc.security.keys import KeyStore
 from tests.conftest import Server, dataset
 from tests.test_e2e import NAACL, QUESTION, WHOLE_SENTENCE
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ragsvc.evaluation.metrics import ndcg_at_k
-from ragsvc.evaluation.retrieval import regressions
+from ragsvc.evaluation.ranking import regressions
+from ragsvc.evaluation.ranking_metrics import ndcg_at_k
 from ragsvc.evaluation.statistics import bootstrap_interval, paired_test, wilson_interval
 from ragsvc.evaluation.tuning import documents
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragsvc.finetune import normalised_question
+from ragsvc.interactions.finetune import normalised_question
 from tests.conftest import Server, run_ragsvc, wait_jobs
 
 NOTES = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragsvc.keys import KeyStore
+from ragsvc.security.keys import KeyStore
 from tests.conftest import Server
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("RAGSVC_FUZZ_EXAMPLES", "15"))

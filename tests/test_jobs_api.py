@@ -11,8 +11,8 @@ import pytest
 from litestar.testing import TestClient
 
 from ingest import Embedder
-from ragsvc.app import create_app
-from ragsvc.job_queue import JobNotCancellable, JobQueue, NewJob
+from ragsvc.api.app import create_app
+from ragsvc.jobs.queue import JobNotCancellable, JobQueue, NewJob
 from ragsvc.settings import Settings
 
 LONG = ("The ferry timetable changes in winter. " * 200).encode()

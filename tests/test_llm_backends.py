@@ -21,7 +21,7 @@ from ragsvc.answering.prompts import (
     load_template,
     load_templates,
 )
-from ragsvc.app import create_app
+from ragsvc.api.app import create_app
 from ragsvc.settings import Settings
 from tests.fake_llm import API_KEY, PROVIDERS, FakeLLM
 

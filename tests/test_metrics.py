@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ragsvc.evaluation.metrics import auroc, mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from ragsvc.evaluation.ranking_metrics import auroc, mrr_at_k, ndcg_at_k, percentile, recall_at_k
 
 
 def test_ndcg_by_hand() -> None:

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest import Embedder
-from ragsvc.app import create_app
+from ragsvc.api.app import create_app
 from ragsvc.settings import Settings
 from tests.conftest import Server, wait_jobs
 
@@ -137,7 +137,7 @@ def test_one_request_id_follows_an_upload_and_a_question(server: Server) -> None
     worker = [
         e
         for e in lines
-        if e.get("request_id") == "upload-7f3a" and e["logger"] == "ragsvc.job_runner"
+        if e.get("request_id") == "upload-7f3a" and e["logger"] == "ragsvc.jobs.runner"
     ]
     assert any("started" in e["message"] for e in worker), lines[-20:]
     assert any("ready" in e["message"] for e in worker)

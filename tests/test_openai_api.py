@@ -11,7 +11,7 @@ import jsonschema
 import openai
 import pytest
 
-from ragsvc.keys import KeyStore
+from ragsvc.security.keys import KeyStore
 from tests.conftest import Server, dataset, wait_jobs
 from tests.test_e2e import NAACL, QUESTION, WHOLE_SENTENCE
 

@@ -19,7 +19,7 @@ from ingest.sources import BytesSource
 from ragsvc.answering.base import Passage
 from ragsvc.answering.extractive import ExtractiveBackend, Scored
 from ragsvc.answering.sentences import answer_kind, quotable
-from ragsvc.retrieval import passages, retrieve
+from ragsvc.retrieval.retriever import passages, retrieve
 from ragsvc.settings import Settings
 from tests.pdf_files import paged_pdf, table_pdf
 

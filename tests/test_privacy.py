@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ragsvc.interactions import Interaction, InteractionLog, redact, tail
+from ragsvc.interactions.log import Interaction, InteractionLog, redact, tail
 
 
 def test_redaction_finds_addresses_cards_and_phones_and_leaves_the_rest() -> None:

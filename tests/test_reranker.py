@@ -13,8 +13,8 @@ from indexes import Catalog
 from ingest import Chunker, Embedder, IngestPipeline
 from ingest.embed.sentence_transformer import DEFAULT_MODEL, resolve_model
 from ingest.sources import TextSource
-from ragsvc.reranker import CrossEncoderReranker, RerankerUnavailable, load_reranker
-from ragsvc.retrieval import retrieve
+from ragsvc.retrieval.reranker import CrossEncoderReranker, RerankerUnavailable, load_reranker
+from ragsvc.retrieval.retriever import retrieve
 from ragsvc.settings import Settings
 from tests.conftest import run_ragsvc
 

@@ -19,7 +19,7 @@ from indexes.fusion import fuse_rrf, fuse_weighted
 from indexes.lexical import Analyzer, LexicalIndex
 from ingest import Chunker, Embedder, IngestPipeline, file_sources
 from ingest.sources import TextSource
-from ragsvc.app import create_app
+from ragsvc.api.app import create_app
 from ragsvc.cli import main
 from ragsvc.settings import Settings
 from tests.conftest import write_corpus
@@ -382,7 +382,7 @@ def test_paragraph_holdout_leaves_the_rest_of_the_article_indexed(tmp_path: Path
 
 
 def test_mmr_and_neighbours_shape_the_query_context(catalog: Catalog, embedder: Embedder) -> None:
-    from ragsvc.retrieval import context_hits, retrieve
+    from ragsvc.retrieval.retriever import context_hits, retrieve
 
     sentences = [
         f"Fact {i}: the lighthouse on rock {i} flashes every {i + 2} seconds." for i in range(12)

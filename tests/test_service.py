@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from ingest import Embedder
-from ragsvc.app import create_app
+from ragsvc.api.app import create_app
 from ragsvc.settings import Settings
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance"}
@@ -270,7 +270,7 @@ def test_json_nested_past_the_limit_is_a_400_naming_the_field(
 
 
 def test_json_depth_counts_brackets_outside_strings_only() -> None:
-    from ragsvc.json_limits import depth, too_deep
+    from ragsvc.api.json_limits import depth, too_deep
 
     assert depth(b'{"q": "[[[[{{{{", "f": {"a": [1, "]]]\\"[["]}}') == 3
     assert depth(b'"just a string"') == 0

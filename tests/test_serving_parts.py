@@ -31,9 +31,9 @@ from ingest.errors import EmbedderUnavailable
 from ingest.sources import TextSource
 from ragsvc.answering.base import Passage
 from ragsvc.answering.extractive import ExtractiveBackend
-from ragsvc.job_queue import JobQueue, NewJob
-from ragsvc.query_encoder import QueryEncoder
-from ragsvc.retrieval import passages, retrieve
+from ragsvc.jobs.queue import JobQueue, NewJob
+from ragsvc.retrieval.query_encoder import QueryEncoder
+from ragsvc.retrieval.retriever import passages, retrieve
 from ragsvc.settings import Settings
 from tests.conftest import dataset, write_corpus
 

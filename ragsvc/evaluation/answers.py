@@ -33,10 +33,10 @@ from indexes import Catalog, SearchFilter
 from ingest import Chunker, Embedder, IngestPipeline, load_embedder
 from ingest.sources import TextSource
 from ragsvc.answering.base import LLMBackend, Passage
-from ragsvc.evaluation.metrics import auroc, percentile
+from ragsvc.evaluation.ranking_metrics import auroc, percentile
 from ragsvc.evaluation.statistics import SEED, Interval, wilson_interval
-from ragsvc.retrieval import context_depth, context_hits, retrieve
-from ragsvc.retrieval import passages as to_passages
+from ragsvc.retrieval.retriever import context_depth, context_hits, retrieve
+from ragsvc.retrieval.retriever import passages as to_passages
 from ragsvc.settings import Settings
 
 COLLECTION = "squad"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from indexes import Catalog
-from ragsvc.finetune import normalised_question, split_of
-from ragsvc.interactions import read_rated, redact
+from ragsvc.interactions.finetune import normalised_question, split_of
+from ragsvc.interactions.log import read_rated, redact
 
 MIN_FOR_TRAIN = 10
 

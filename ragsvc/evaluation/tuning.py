@@ -33,7 +33,7 @@ import numpy as np
 from indexes import Catalog, SearchFilter
 from indexes.fusion import FusionParams, Normalisation
 from ingest import Embedder
-from ragsvc.evaluation.metrics import ndcg_at_k, recall_at_k
+from ragsvc.evaluation.ranking_metrics import ndcg_at_k, recall_at_k
 from ragsvc.settings import Settings
 
 TOP = 30

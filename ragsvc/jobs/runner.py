@@ -21,7 +21,7 @@ from ingest import IngestPipeline
 from ingest.pipeline import DocumentOutcome, Stage
 from ingest.ray_engine import RayIngestPipeline
 from ingest.sources import Loaded
-from ragsvc.job_queue import Job, JobQueue
+from ragsvc.jobs.queue import Job, JobQueue
 
 logger = logging.getLogger(__name__)
 TAKE = 4

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from indexes import Catalog
-from ragsvc.interactions import Rated, read_rated, redact
+from ragsvc.interactions.log import Rated, read_rated, redact
 
 ROLES = ("system", "user", "assistant")
 NEAR_DUPLICATE = 0.8

@@ -19,11 +19,11 @@ from indexes import Catalog, SearchFilter
 from indexes.fusion import Mode
 from ingest import Chunker, Embedder, IngestPipeline, jsonl_sources, load_embedder
 from ingest.pipeline import DocumentOutcome
-from ragsvc.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from ragsvc.evaluation.ranking_metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from ragsvc.evaluation.statistics import bootstrap_interval, paired_test
 from ragsvc.evaluation.tuning import DEEP, TOP, documents
-from ragsvc.reranker import Reranker
-from ragsvc.retrieval import retrieve
+from ragsvc.retrieval.reranker import Reranker
+from ragsvc.retrieval.retriever import retrieve
 from ragsvc.settings import Settings
 
 COLLECTION = "beir"

@@ -1,4 +1,4 @@
-"""The ingestion worker: `python -m ragsvc.worker`, started and supervised by the server.
+"""The ingestion worker: `python -m ragsvc.jobs.worker`, started and supervised by the server.
 
 It runs the upload jobs of one data directory and is the service's single writer of
 documents: it loads the document embedder (torch, bf16 where the CPU has it), lowers its own
@@ -26,12 +26,12 @@ import msgspec
 
 from indexes import Catalog
 from ingest import Embedder, load_embedder
-from ragsvc.ingestion import make_pipeline
-from ragsvc.job_queue import JobQueue
-from ragsvc.job_runner import JobRunner
-from ragsvc.logs import configure_logging
-from ragsvc.metrics import WORKER_METRICS, EmbeddingStats
+from ragsvc.factory import make_pipeline
+from ragsvc.jobs.queue import JobQueue
+from ragsvc.jobs.runner import JobRunner
 from ragsvc.settings import Settings
+from ragsvc.telemetry.logs import configure_logging
+from ragsvc.telemetry.prometheus import WORKER_METRICS, EmbeddingStats
 
 SETTINGS_VARIABLE = "RAGSVC_WORKER_SETTINGS"
 PARENT_VARIABLE = "RAGSVC_WORKER_PARENT"
@@ -42,7 +42,7 @@ EXIT_BUSY = 3
 LOOKAHEAD = 4
 """Documents prepared ahead of the embedder: enough to keep it fed (extraction is fast beside
 embedding), few so that a job uploaded behind thousands is taken, and embedded, soon."""
-logger = logging.getLogger("ragsvc.worker")
+logger = logging.getLogger("ragsvc.jobs.worker")
 
 
 class WorkerBusy(Exception):

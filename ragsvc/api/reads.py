@@ -21,7 +21,7 @@ from indexes.store import (
     document_row,
     documents_query,
 )
-from ragsvc.job_queue import (
+from ragsvc.jobs.queue import (
     COUNT_BY_STATE,
     QUEUE_NAME,
     SELECT_JOB,

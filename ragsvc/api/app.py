@@ -50,9 +50,7 @@ from ragsvc import __version__
 from ragsvc.answering import Answer, LLMBackend, Passage, build_backends, load_templates
 from ragsvc.answering.cache import ResponseCache
 from ragsvc.answering.chat import BackendError
-from ragsvc.async_reads import AsyncReads
-from ragsvc.audit import AuditEntry, AuditLog
-from ragsvc.auth import (
+from ragsvc.api.auth import (
     RateLimiter,
     audit_refusal,
     authorize,
@@ -62,56 +60,11 @@ from ragsvc.auth import (
     visible,
     visible_collections,
 )
-from ragsvc.errors import (
-    AnswerNotFound,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    PayloadTooLarge,
-    TooManyRequests,
-    UnsupportedMediaType,
-    handle_exception,
-    status_of,
-)
-from ragsvc.interactions import (
-    Feedback,
-    FeedbackUnavailable,
-    Interaction,
-    InteractionLog,
-    interaction_scope,
-)
-from ragsvc.job_queue import (
-    JOB_STATES,
-    TERMINAL_STATES,
-    Job,
-    JobNotCancellable,
-    JobNotFound,
-    JobQueue,
-    JobState,
-    NewJob,
-)
-from ragsvc.json_limits import check_json_body, lone_surrogate, too_deep
-from ragsvc.keys import KeyStore, Principal
-from ragsvc.logs import REQUEST_ID
-from ragsvc.metrics import (
-    BREAKER_STATES,
-    CONTENT_TYPE,
-    WORKER_METRICS,
-    EmbeddingStats,
-    Metrics,
-    counter,
-    embedding_metrics,
-    gauge,
-    labelled_counter,
-    labelled_gauge,
-)
-from ragsvc.middleware import RequestObserver
-from ragsvc.openai_api import chat_completions, list_models
-from ragsvc.query_encoder import QueryEncoder
-from ragsvc.reranker import Reranker, load_reranker
-from ragsvc.retrieval import Retrieved, context_depth, context_hits, retrieve
-from ragsvc.retrieval import passages as to_passages
-from ragsvc.schemas import (
+from ragsvc.api.json_limits import check_json_body, lone_surrogate, too_deep
+from ragsvc.api.middleware import RequestObserver
+from ragsvc.api.openai_compat import chat_completions, list_models
+from ragsvc.api.reads import AsyncReads
+from ragsvc.api.schemas import (
     MAX_METADATA_KEYS,
     ChunkList,
     CollectionInfo,
@@ -135,9 +88,56 @@ from ragsvc.schemas import (
     Timings,
     WorkerInfo,
 )
+from ragsvc.errors import (
+    AnswerNotFound,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnsupportedMediaType,
+    handle_exception,
+    status_of,
+)
+from ragsvc.interactions.log import (
+    Feedback,
+    FeedbackUnavailable,
+    Interaction,
+    InteractionLog,
+    interaction_scope,
+)
+from ragsvc.jobs.queue import (
+    JOB_STATES,
+    TERMINAL_STATES,
+    Job,
+    JobNotCancellable,
+    JobNotFound,
+    JobQueue,
+    JobState,
+    NewJob,
+)
+from ragsvc.jobs.supervisor import Worker, WorkerProcess, WorkerThread
+from ragsvc.retrieval.query_encoder import QueryEncoder
+from ragsvc.retrieval.reranker import Reranker, load_reranker
+from ragsvc.retrieval.retriever import Retrieved, context_depth, context_hits, retrieve
+from ragsvc.retrieval.retriever import passages as to_passages
+from ragsvc.security.audit import AuditEntry, AuditLog
+from ragsvc.security.keys import KeyStore, Principal
 from ragsvc.settings import Settings
-from ragsvc.supervisor import Worker, WorkerProcess, WorkerThread
-from ragsvc.tracing import Tracer, otlp_provider
+from ragsvc.telemetry.logs import REQUEST_ID
+from ragsvc.telemetry.prometheus import (
+    BREAKER_STATES,
+    CONTENT_TYPE,
+    WORKER_METRICS,
+    EmbeddingStats,
+    Metrics,
+    counter,
+    embedding_metrics,
+    gauge,
+    labelled_counter,
+    labelled_gauge,
+)
+from ragsvc.telemetry.tracing import Tracer, otlp_provider
 from ragsvc.web import asset, page
 
 SNIPPET_CHARS = 300

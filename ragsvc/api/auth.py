@@ -28,9 +28,9 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from indexes import CollectionNotFound
-from ragsvc.audit import AuditEntry
 from ragsvc.errors import Forbidden, ServiceError, TooManyRequests, Unauthorized, status_of
-from ragsvc.keys import LOOPBACK_USER, KeyStore, Principal, Scope, principal_of
+from ragsvc.security.audit import AuditEntry
+from ragsvc.security.keys import LOOPBACK_USER, KeyStore, Principal, Scope, principal_of
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 

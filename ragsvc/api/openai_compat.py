@@ -31,11 +31,11 @@ from litestar.response import ServerSentEventMessage
 from msgspec import Meta
 
 from indexes import NotFound
+from ragsvc.api.schemas import QueryRequest, QueryResponse
 from ragsvc.errors import BadRequest, ServiceError, status_of
-from ragsvc.interactions import Interaction, interaction_scope
-from ragsvc.keys import Principal
-from ragsvc.logs import REQUEST_ID
-from ragsvc.schemas import QueryRequest, QueryResponse
+from ragsvc.interactions.log import Interaction, interaction_scope
+from ragsvc.security.keys import Principal
+from ragsvc.telemetry.logs import REQUEST_ID
 
 MODEL = "ragsvc"
 MAX_MESSAGES = 1000
@@ -168,7 +168,7 @@ async def chat_completions(
     principal: Caller,
     data: JSONBody[ChatCompletionRequest],
 ) -> Any:
-    from ragsvc.app import EventStream, answer_question
+    from ragsvc.api.app import EventStream, answer_question
 
     services = state.services
     question = _question(data)

@@ -15,9 +15,9 @@ import time
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from ragsvc.logs import REQUEST_ID, request_id_from
-from ragsvc.metrics import Metrics
-from ragsvc.tracing import Tracer
+from ragsvc.telemetry.logs import REQUEST_ID, request_id_from
+from ragsvc.telemetry.prometheus import Metrics
+from ragsvc.telemetry.tracing import Tracer
 
 HEADER = b"x-request-id"
 access_log = logging.getLogger("ragsvc.access")

@@ -13,8 +13,8 @@ from msgspec import Meta
 
 from indexes import ChunkRow, DocumentRow, SearchHit
 from indexes.fusion import Mode
-from ragsvc.interactions import Feedback
-from ragsvc.job_queue import Job
+from ragsvc.interactions.log import Feedback
+from ragsvc.jobs.queue import Job
 
 Question = Annotated[str, Meta(min_length=1, max_length=10_000)]
 TopK = Annotated[int, Meta(ge=1, le=100)]

@@ -16,7 +16,7 @@ from indexes.reader import Stage, no_stage
 from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ragsvc.answering.base import Passage
-from ragsvc.reranker import Reranker
+from ragsvc.retrieval.reranker import Reranker
 from ragsvc.settings import Settings
 
 

@@ -1,6 +1,6 @@
 """Running the ingestion worker beside the server: as a supervised process, or as a thread.
 
-`WorkerProcess` starts `python -m ragsvc.worker` and restarts it whenever it exits while the
+`WorkerProcess` starts `python -m ragsvc.jobs.worker` and restarts it whenever it exits while the
 server runs (a crash, an out-of-memory kill, a SIGKILL), after a backoff that grows from 1 s
 to 30 s and resets once a worker has lived a minute. The jobs it was running go back to the
 queue when the new one starts. The server keeps answering meanwhile: it only reads.
@@ -24,14 +24,14 @@ from typing import Protocol
 import msgspec
 
 from ingest import Embedder
-from ragsvc.settings import Settings
-from ragsvc.worker import (
+from ragsvc.jobs.worker import (
     PARENT_VARIABLE,
     SETTINGS_VARIABLE,
     acquire_worker_lock,
     build_runner,
     worker_ready,
 )
+from ragsvc.settings import Settings
 
 logger = logging.getLogger(__name__)
 BACKOFF_FIRST, BACKOFF_MAX, STABLE_AFTER = 1.0, 30.0, 60.0
@@ -90,7 +90,7 @@ class WorkerProcess:
         }
         # The worker's output goes where the server's goes (its log).
         return subprocess.Popen(
-            [sys.executable, "-m", "ragsvc.worker"], env=environment, cwd=Path.cwd()
+            [sys.executable, "-m", "ragsvc.jobs.worker"], env=environment, cwd=Path.cwd()
         )
 
     def _supervise(self) -> None:

@@ -40,15 +40,15 @@ from ingest import (
 from ingest.embed import show_export_progress
 from ingest.ray_engine import RayIngestPipeline
 from ingest.sources import FileSource, Source, count_lines
-from ragsvc import ingestion
+from ragsvc import factory as ingestion
 from ragsvc.answering.prompts import TemplateError
-from ragsvc.audit import AuditEntry, AuditLog
-from ragsvc.ingestion import Engine
-from ragsvc.keys import SCOPES, KeyStore
-from ragsvc.logs import configure_logging
-from ragsvc.reranker import RerankerUnavailable, load_reranker
-from ragsvc.retrieval import retrieve
+from ragsvc.factory import Engine
+from ragsvc.retrieval.reranker import RerankerUnavailable, load_reranker
+from ragsvc.retrieval.retriever import retrieve
+from ragsvc.security.audit import AuditEntry, AuditLog
+from ragsvc.security.keys import SCOPES, KeyStore
 from ragsvc.settings import Settings, SettingsError, load_settings
+from ragsvc.telemetry.logs import configure_logging
 
 EXIT_OK, EXIT_FAILURES, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -331,7 +331,7 @@ def make_query_embedder(settings: Settings) -> Embedder:
 def lower_priority(settings: Settings) -> None:
     """Beside a running server, heavy commands yield the CPU to its queries (setting
     `worker_nice`); alone, they run at full speed."""
-    from ragsvc.worker import worker_is_running
+    from ragsvc.jobs.worker import worker_is_running
 
     if settings.worker_nice and worker_is_running(settings.data_path):
         os.nice(settings.worker_nice)
@@ -541,8 +541,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from ragsvc.answering.prompts import load_templates
-    from ragsvc.app import create_app
-    from ragsvc.auth import BindRefused, check_bind
+    from ragsvc.api.app import create_app
+    from ragsvc.api.auth import BindRefused, check_bind
 
     keys = KeyStore.open(settings.data_path)
     try:
@@ -591,7 +591,7 @@ class _BeirRun(NamedTuple):
 @contextmanager
 def _beir_run(settings: Settings, args: argparse.Namespace) -> Iterator[_BeirRun]:
     """The split's queries and the corpus ingested (or found) in the evaluation's folder."""
-    from ragsvc.evaluation import retrieval as evaluation
+    from ragsvc.evaluation import ranking as evaluation
 
     corpus = args.beir / "corpus.jsonl"
     if not corpus.is_file() or not (args.beir / "qrels" / f"{args.split}.tsv").is_file():
@@ -622,7 +622,7 @@ def _progress(args: argparse.Namespace, total: int, unit: str) -> Any:
 
 
 def _eval_tune(settings: Settings, args: argparse.Namespace) -> int:
-    from ragsvc.evaluation import retrieval as evaluation
+    from ragsvc.evaluation import ranking as evaluation
     from ragsvc.evaluation.tuning import Tuner, as_toml
 
     with _beir_run(settings, args) as run:
@@ -652,7 +652,7 @@ def _eval_tune(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
-    from ragsvc.evaluation import retrieval as evaluation
+    from ragsvc.evaluation import ranking as evaluation
 
     if args.k < 1:
         raise CommandError("--k must be at least 1")
@@ -733,7 +733,7 @@ def _compact_json(report: Any) -> str:
 def _eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     from ragsvc.answering import build_backends
     from ragsvc.evaluation import answers as evaluation
-    from ragsvc.query_encoder import QueryEncoder
+    from ragsvc.retrieval.query_encoder import QueryEncoder
 
     if not args.squad.is_file():
         raise CommandError(f"no such file: {args.squad}")
@@ -805,9 +805,9 @@ def _date(text: str) -> str:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    from ragsvc import finetune
     from ragsvc.evaluation.feedback_set import export_eval
-    from ragsvc.interactions import FeedbackUnavailable
+    from ragsvc.interactions import finetune
+    from ragsvc.interactions.log import FeedbackUnavailable
 
     if args.export_command == "validate":
         if not args.file.is_file():
@@ -868,7 +868,7 @@ def _read_json(path: Path) -> Any:
 
 
 def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
-    from ragsvc.interactions import tail
+    from ragsvc.interactions.log import tail
 
     if args.n < 1:
         raise CommandError("-n must be at least 1")

@@ -1,0 +1,2 @@
+"""Answered questions: the interaction log with its feedback, and the fine-tuning data
+exported from rated answers."""
