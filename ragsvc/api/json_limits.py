@@ -1,4 +1,5 @@
-"""What a JSON request may be before it is decoded: how deep it nests, and whether it is text.
+"""What a JSON request may be before it is decoded (how deep it nests, whether it is text),
+and the one parser of document metadata, for the API and the CLI alike.
 
 Depth: msgspec's decoder recurses once per level and meets Python's recursion limit near a
 thousand levels, a `RecursionError` that would be a 500. Every JSON request body (`check_json_body`,
@@ -15,10 +16,13 @@ so such a body is a 400 that says what it holds.
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import msgspec
 import numpy as np
 from litestar import Request
 
+from ragsvc.api.schemas import MAX_METADATA_KEYS
 from ragsvc.errors import BadRequest
 
 MAX_JSON_DEPTH = 64
@@ -101,3 +105,48 @@ async def check_json_body(request: Request) -> None:
                 f"the request body escapes half a UTF-16 surrogate pair ({half}) with no "
                 "other half: not text"
             )
+
+
+MAX_METADATA_CHARS = 65_536
+
+
+def parse_metadata(raw: str | None) -> dict[str, Any]:
+    """A document's metadata as a client sends it (the upload's `metadata` field, `ragsvc
+    ingest --metadata`): a JSON object of at most `MAX_METADATA_KEYS` keys and
+    `MAX_METADATA_CHARS` characters, nesting at most `MAX_JSON_DEPTH` levels, of text, with
+    64-bit integers. Anything else is a `BadRequest` that says why."""
+    if raw is None or not raw.strip():
+        return {}
+    if len(raw) > MAX_METADATA_CHARS:
+        raise BadRequest(f"metadata is {len(raw)} characters; the limit is {MAX_METADATA_CHARS}")
+    encoded = raw.encode("utf-8", "surrogatepass")
+    reason = too_deep(encoded, "metadata")
+    if reason:
+        raise BadRequest(reason)
+    half = lone_surrogate(encoded)
+    if half:
+        raise BadRequest(f"metadata escapes half a UTF-16 surrogate pair ({half}): not text")
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as error:
+        raise BadRequest(f"metadata is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("metadata must be a JSON object")
+    if len(value) > MAX_METADATA_KEYS:
+        raise BadRequest(f"metadata has {len(value)} keys; the limit is {MAX_METADATA_KEYS}")
+    _check_integers(value)
+    return value
+
+
+def _check_integers(value: Any) -> None:
+    """SQLite's JSON functions hold 64-bit integers: refuse wider ones here."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise BadRequest(f"metadata integer {value} is out of the 64-bit range")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_integers(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_integers(item)

@@ -24,13 +24,14 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import ServerSentEventMessage
 from msgspec import Meta
 
 from indexes import NotFound
+from ragsvc.api.answer_flow import EventStream, answer_question
+from ragsvc.api.common import Caller
 from ragsvc.api.schemas import QueryRequest, QueryResponse
 from ragsvc.errors import BadRequest, ServiceError, status_of
 from ragsvc.interactions.log import Interaction, interaction_scope
@@ -39,7 +40,6 @@ from ragsvc.telemetry.logs import REQUEST_ID
 
 MODEL = "ragsvc"
 MAX_MESSAGES = 1000
-Caller = NamedDependency[Principal]
 logger = logging.getLogger(__name__)
 
 
@@ -168,7 +168,6 @@ async def chat_completions(
     principal: Caller,
     data: JSONBody[ChatCompletionRequest],
 ) -> Any:
-    from ragsvc.api.app import EventStream, answer_question
 
     services = state.services
     question = _question(data)

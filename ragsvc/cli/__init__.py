@@ -42,6 +42,8 @@ from ingest.ray_engine import RayIngestPipeline
 from ingest.sources import FileSource, Source, count_lines
 from ragsvc import factory as ingestion
 from ragsvc.answering.prompts import TemplateError
+from ragsvc.api.json_limits import parse_metadata
+from ragsvc.errors import BadRequest
 from ragsvc.factory import Engine
 from ragsvc.retrieval.reranker import RerankerUnavailable, load_reranker
 from ragsvc.retrieval.retriever import retrieve
@@ -365,7 +367,10 @@ def make_pipeline(
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     collection = args.collection or settings.default_collection
-    metadata = _parse_metadata(args.metadata)
+    try:
+        metadata = parse_metadata(args.metadata)
+    except BadRequest as error:
+        raise CommandError(f"--metadata: {error}") from None
     sources: Any
     if args.jsonl:
         for path in args.paths:
@@ -1077,18 +1082,6 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def _parse_metadata(raw: str | None) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise CommandError(f"--metadata is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise CommandError("--metadata must be a JSON object")
-    return value
 
 
 def _pages(start: int | None, end: int | None) -> str:

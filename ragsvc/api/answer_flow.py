@@ -1,0 +1,310 @@
+"""The path from a question to an answer, shared by `/query` and the OpenAI-compatible route:
+context retrieval, the backend, the answer cache, the interaction log, and the answer as JSON or
+as Server-Sent Events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import jsonschema
+import msgspec
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from indexes import SearchFilter
+from indexes.fusion import Mode
+from ingest.cleaning import readable
+from ragsvc.answering import Answer, LLMBackend, Passage
+from ragsvc.answering.chat import BackendError
+from ragsvc.api.auth import visible, visible_collections
+from ragsvc.api.common import in_thread, ms
+from ragsvc.api.schemas import (
+    Filters,
+    QueryRequest,
+    QueryResponse,
+    Source,
+    Timings,
+)
+from ragsvc.api.services import Services
+from ragsvc.errors import (
+    BadRequest,
+)
+from ragsvc.interactions.log import (
+    Interaction,
+)
+from ragsvc.retrieval.retriever import Retrieved, context_depth, context_hits, retrieve
+from ragsvc.retrieval.retriever import passages as to_passages
+from ragsvc.security.keys import Principal
+
+SNIPPET_CHARS = 300
+
+
+async def answer_question(
+    services: Services,
+    principal: Principal,
+    data: QueryRequest,
+    record: Interaction,
+    *,
+    streaming: bool,
+) -> QueryResponse | AsyncIterator[ServerSentEventMessage]:
+    """`/query`'s path, shared with the OpenAI-compatible route: the answer, or with
+    `streaming` its events (`sources`, `token`..., `done` or `error`). A question that
+    fails is written to the interaction log with its error, then raised."""
+    try:
+        return await _answer_question(services, principal, data, record, streaming=streaming)
+    except Exception as error:
+        await services.log.record(
+            msgspec.structs.replace(record, error=f"{type(error).__name__}: {error}")
+        )
+        raise
+
+
+async def _answer_question(
+    services: Services,
+    principal: Principal,
+    data: QueryRequest,
+    record: Interaction,
+    *,
+    streaming: bool,
+) -> QueryResponse | AsyncIterator[ServerSentEventMessage]:
+    backend = services.backend(data.backend)
+    if streaming and data.response_schema is not None:
+        raise BadRequest("stream and response_schema cannot be combined")
+    if data.response_schema is not None:
+        try:
+            jsonschema.validators.validator_for(data.response_schema).check_schema(
+                data.response_schema
+            )
+        except jsonschema.SchemaError as error:
+            raise BadRequest(
+                f"response_schema is not a valid JSON Schema: {error.message}"
+            ) from None
+
+    def context() -> tuple[list[Passage], Timings]:
+        depth = context_depth(services.settings, data.k)
+        retrieved, timings = timed_retrieval(
+            services,
+            principal,
+            data.question,
+            "question",
+            depth,
+            data.collection,
+            data.mode,
+            data.filters,
+            need_vector=True,
+        )
+        hits = context_hits(services.catalog, services.settings, retrieved.hits, data.k)
+        return to_passages(services.catalog, hits), timings
+
+    passages, retrieval = await in_thread(context)
+    key = backend.cache_key(data.question, passages, data.response_schema)
+    if key is not None:
+        key = f"{key}:{services.catalog.store.generation()}"
+    record = msgspec.structs.replace(
+        record,
+        chunk_ids=[p.chunk_id for p in passages],
+        scores=[round(p.score, 4) for p in passages],
+        backend=backend.name,
+        embed_ms=retrieval.embed_ms,
+        search_ms=retrieval.search_ms,
+        streamed=streaming,
+    )
+    if streaming:
+        return _answer_events(services, backend, data.question, passages, retrieval, key, record)
+    started = time.perf_counter()
+    cached = services.cache.get(key) if key is not None else None
+    answer = cached
+    if answer is None:
+
+        def answer_it() -> Answer:
+            with services.tracer.span("answer", backend=backend.name):
+                return backend.answer(data.question, passages, response_schema=data.response_schema)
+
+        answer = await in_thread(answer_it)
+    if key is not None and cached is None and answer.fallback_reason is None:
+        services.cache.put(key, answer)
+    response = query_response(
+        answer, passages, retrieval, time.perf_counter() - started, cached, record.request_id
+    )
+    await services.log.record(interaction(record, answer, response, passages))
+    return response
+
+
+def interaction(
+    record: Interaction, answer: Answer, response: QueryResponse, passages: list[Passage]
+) -> Interaction:
+    return msgspec.structs.replace(
+        record,
+        answer=answer.text,
+        cited_chunk_ids=[p.chunk_id for p in passages if p.number in answer.citations],
+        template=answer.template,
+        backend=answer.backend,
+        model=answer.model,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        answer_ms=response.timings.answer_ms,
+        total_ms=response.timings.total_ms,
+        confidence=answer.confidence,
+        answerable=answer.answerable,
+        cached=response.cached,
+        fallback_reason=answer.fallback_reason,
+    )
+
+
+def query_response(
+    answer: Answer,
+    passages: list[Passage],
+    retrieval: Timings,
+    answer_seconds: float,
+    cached: Answer | None = None,
+    request_id: str = "",
+) -> QueryResponse:
+    answer_ms = ms(answer_seconds)
+    sources = [
+        Source(
+            number=p.number,
+            document_id=p.document_id,
+            source_name=p.source_name,
+            page_start=p.page_start,
+            page_end=p.page_end,
+            char_start=p.char_start,
+            char_end=p.char_end,
+            snippet=readable(p.text)[:SNIPPET_CHARS],
+            score=round(p.score, 4),
+            cited=p.number in answer.citations,
+            location=p.location,
+            quote=answer.quotes.get(p.number),
+        )
+        for p in passages
+    ]
+    timings = Timings(
+        embed_ms=retrieval.embed_ms,
+        search_ms=retrieval.search_ms,
+        answer_ms=answer_ms,
+        total_ms=round(retrieval.total_ms + answer_ms, 2),
+    )
+    return QueryResponse(
+        answer.text,
+        answer.answerable,
+        answer.confidence,
+        answer.backend,
+        sources,
+        timings,
+        model=answer.model,
+        template=answer.template,
+        citations_dropped=answer.citations_dropped,
+        fallback_reason=answer.fallback_reason,
+        cached=cached is not None,
+        data=answer.data,
+        request_id=request_id,
+    )
+
+
+_END_OF_STREAM = object()
+
+
+class EventStream(ServerSentEvent):
+    """Server-Sent Events from a handler whose declared (JSON) media type would win."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = "text/event-stream"
+        return super().to_asgi_response(*args, **kwargs)
+
+
+async def _answer_events(
+    services: Services,
+    backend: LLMBackend,
+    question: str,
+    passages: list[Passage],
+    retrieval: Timings,
+    key: str | None,
+    record: Interaction,
+) -> AsyncIterator[ServerSentEventMessage]:
+    """`sources`, `token`..., then `done` or `error`. The backend's stream runs in worker
+    threads; when the client goes away, closing it closes the upstream request too."""
+
+    def event(name: str, payload: Any) -> ServerSentEventMessage:
+        return ServerSentEventMessage(event=name, data=msgspec.json.encode(payload).decode())
+
+    started = time.perf_counter()
+    empty = Answer("", [], 0.0, False, backend.name)
+    yield event("sources", query_response(empty, passages, retrieval, 0.0).sources)
+    cached = services.cache.get(key) if key is not None else None
+    if cached is not None:
+        yield event("token", {"text": cached.text})
+        elapsed = time.perf_counter() - started
+        done = query_response(cached, passages, retrieval, elapsed, cached, record.request_id)
+        await services.log.record(interaction(record, cached, done, passages))
+        yield event("done", done)
+        return
+    pieces = backend.stream(question, passages)
+    final: Answer | None = None
+    try:
+        while True:
+            item = await anyio.to_thread.run_sync(next, pieces, _END_OF_STREAM)
+            if item is _END_OF_STREAM:
+                break
+            if isinstance(item, Answer):
+                final = item
+                break
+            yield event("token", {"text": item})
+    except BackendError as error:
+        await services.log.record(msgspec.structs.replace(record, error=str(error)))
+        yield event("error", {"status": 502, "detail": str(error), "request_id": record.request_id})
+        return
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+    if final is None:
+        detail = "the backend ended without an answer"
+        await services.log.record(msgspec.structs.replace(record, error=detail))
+        yield event("error", {"status": 502, "detail": detail, "request_id": record.request_id})
+        return
+    if key is not None and final.fallback_reason is None:
+        services.cache.put(key, final)
+    elapsed = time.perf_counter() - started
+    done = query_response(final, passages, retrieval, elapsed, None, record.request_id)
+    await services.log.record(interaction(record, final, done, passages))
+    yield event("done", done)
+
+
+def timed_retrieval(
+    services: Services,
+    principal: Principal,
+    text: str,
+    field: str,
+    k: int,
+    collection: str | None,
+    mode: Mode | None = None,
+    filters: Filters | None = None,
+    *,
+    need_vector: bool = False,
+) -> tuple[Retrieved, Timings]:
+    """The top-k chunks for `text`, with the time each stage took (runs in a thread)."""
+    if not text.strip():
+        raise BadRequest(f"{field} is empty")
+    search_filter = SearchFilter(
+        collection=visible(principal, collection),
+        collections=visible_collections(principal, collection),
+        document_ids=filters.document_ids if filters else None,
+        media_types=filters.media_types if filters else None,
+        metadata=filters.metadata if filters else None,
+    )
+    retrieved = retrieve(
+        services.catalog,
+        services.encoder,
+        services.settings,
+        text,
+        k=k,
+        mode=mode,
+        filters=search_filter,
+        need_vector=need_vector,
+        stage=services.tracer.stage,
+        reranker=services.reranker,
+    )
+    embed_s, search_s = retrieved.embed_seconds, retrieved.search_seconds
+    timings = Timings(embed_ms=ms(embed_s), search_ms=ms(search_s), total_ms=ms(embed_s + search_s))
+    return retrieved, timings
