@@ -53,9 +53,9 @@ from ingest.extract.base import ExtractionLimits  # noqa: E402
 from ingest.extract.pdf import PdfExtractor  # noqa: E402
 from ingest.sources import BytesSource, TextSource  # noqa: E402
 from ragsvc.answering.extractive import ExtractiveBackend  # noqa: E402
-from ragsvc.cli import make_query_embedder, open_catalog  # noqa: E402
 from ragsvc.evaluation import answers as evaluation  # noqa: E402
 from ragsvc.evaluation.ranking_metrics import auroc  # noqa: E402
+from ragsvc.factory import make_query_embedder, open_catalog  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 ARTICLES_PER_PDF = 4

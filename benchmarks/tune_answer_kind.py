@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import table  # noqa: E402
 from ragsvc.answering import extractive  # noqa: E402
 from ragsvc.answering.sentences import answer_kind  # noqa: E402
-from ragsvc.cli import make_query_embedder, open_catalog  # noqa: E402
 from ragsvc.evaluation import answers as evaluation  # noqa: E402
+from ragsvc.factory import make_query_embedder, open_catalog  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
 

@@ -23,7 +23,7 @@ from indexes.errors import (
 )
 from indexes.fusion import SearchFilter
 from indexes.reader import SearchHit
-from indexes.store import ChunkEmbedding, ChunkRow, DocumentRow, NewChunk, NewDocument
+from indexes.rows import ChunkEmbedding, ChunkRow, DocumentRow, NewChunk, NewDocument
 from indexes.writer import CommitResult
 
 __all__ = [

@@ -29,12 +29,14 @@ from indexes.fusion import FusionParams, Mode, SearchFilter
 from indexes.lexical import DEFAULT_B, DEFAULT_K1, Analyzer
 from indexes.reader import IndexReader, SearchHit, Stage, no_stage
 from indexes.recovery import LexicalSettings
-from indexes.store import ChunkEmbedding, NewDocument, Store
+from indexes.rows import ChunkEmbedding, NewDocument
+from indexes.schema import DATABASE_NAME
+from indexes.store import Store
+from indexes.store_api import DocumentStore, StoreReads
 from indexes.vectors import IndexChoice, IndexType, VectorParams, resolve
 from indexes.writer import CommitResult, StoreWriter
 
 logger = logging.getLogger(__name__)
-DATABASE_NAME = "ragsvc.sqlite3"
 INDEX_DIRECTORY = "index"
 MILVUS_LITE_NAME = "milvus.db"
 """The milvus-lite file used when `vector_backend` is milvus and no `milvus_uri` is given."""
@@ -63,7 +65,7 @@ class CatalogStats(msgspec.Struct, frozen=True):
     collections: list[CollectionStats]
 
 
-class Catalog:
+class Catalog(StoreReads):
     """Store + writer + reader for one data directory. Use `Catalog.open`."""
 
     def __init__(
@@ -447,6 +449,9 @@ class Catalog:
             disk_bytes=disk,
             collections=[CollectionStats(*c) for c in counts],
         )
+
+    def documents_store(self) -> DocumentStore:
+        return self.store
 
     def require_collection(self, name: str) -> None:
         if name not in self.store.collections():

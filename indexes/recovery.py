@@ -22,8 +22,9 @@ import numpy as np
 
 from indexes import snapshot
 from indexes.lexical import ANALYZER_VERSION, Analyzer, LexicalIndex
+from indexes.rows import ChunkData
 from indexes.state import ChunkOwners, IndexState, new_build_id
-from indexes.store import ChunkData, Store
+from indexes.store import Store
 from indexes.vectors import IndexChoice, MilvusIndex, VectorParams, create, resolve
 
 logger = logging.getLogger(__name__)

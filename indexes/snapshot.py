@@ -29,8 +29,8 @@ import numpy as np
 
 from indexes.files import fsync_directory, write_array, write_bytes
 from indexes.lexical import ANALYZER_VERSION, Analyzer, LexicalIndex
+from indexes.rows import utc_now
 from indexes.state import ChunkOwners, IndexState
-from indexes.store import utc_now
 from indexes.vectors import FaissIndex, IndexType, VectorParams, reopen
 
 MANIFEST_NAME = "manifest.json"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from indexes.lexical import LexicalIndex
-from indexes.store import ChunkData
+from indexes.rows import ChunkData
 from indexes.vectors import DenseIndex
 
 

@@ -17,7 +17,8 @@ import msgspec
 import numpy as np
 
 from indexes.errors import DocumentNotFound
-from indexes.store import ChunkEmbedding, NewDocument, Store, utc_now
+from indexes.rows import ChunkEmbedding, NewDocument, utc_now
+from indexes.store import Store
 
 CommitAction = Literal["added", "replaced", "unchanged"]
 

@@ -30,7 +30,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from indexes import NewChunk
-from indexes.store import embedded_text
+from indexes.rows import embedded_text
 from ingest.extract.base import Extracted
 
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")

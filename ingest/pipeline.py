@@ -223,7 +223,7 @@ class IngestPipeline:
             with in_flight_lock:
                 vectors = {h: in_flight[h] for h in texts if h in in_flight}
             unseen = [h for h in texts if h not in vectors]
-            cached = self.catalog.store.cached_hashes(self.embedder.model_id, unseen)
+            cached = self.catalog.cached_hashes(self.embedder.model_id, unseen)
             todo = [h for h in unseen if h not in cached]
             if todo:
                 fresh = dict(zip(todo, self._embed([texts[h] for h in todo]), strict=True))
@@ -332,7 +332,7 @@ def load_new(catalog: Catalog, source: Source, collection: str) -> NewBytes | Do
     loaded = source.load()
     collection = loaded.collection or collection
     sha256 = hashlib.sha256(loaded.data).hexdigest()
-    existing = catalog.store.find_by_sha256(collection, sha256)
+    existing = catalog.find_by_sha256(collection, sha256)
     if existing is not None:
         return DocumentOutcome(source.name, "unchanged", source.key, existing)
     return NewBytes(loaded, collection, sha256)

@@ -23,7 +23,7 @@ def reembed(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> int:
     """Embed every chunk text missing for `embedder`'s model, then rebuild; returns the count."""
-    missing = catalog.store.texts_missing_embeddings(embedder.model_id)
+    missing = catalog.texts_missing_embeddings(embedder.model_id)
     done = 0
     for start in range(0, len(missing), batch_texts):
         batch = missing[start : start + batch_texts]

@@ -1,19 +1,48 @@
-"""The ingestion pipeline a command or the worker runs, built from settings: in this process
-(`ingest.IngestPipeline`) or on Ray (`ingest.ray_engine.RayIngestPipeline`). Either way the
-calling process commits, so it stays the data directory's single writer."""
+"""The one place the parts are built from settings, for the HTTP service, the worker, the CLI
+and the evaluation alike: the catalog, the document and query embedders, the chunker, and the
+ingestion pipeline, in this process (`ingest.IngestPipeline`) or on Ray
+(`ingest.ray_engine.RayIngestPipeline`). Either way the calling process commits, so it stays
+the data directory's single writer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from indexes import Catalog
-from ingest import Chunker, Embedder, IngestPipeline
+from ingest import Chunker, Embedder, IngestPipeline, load_embedder, load_query_embedder
 from ingest.ray_engine import RayIngestPipeline
 from ingest.sandbox import make_extractor
 from ragsvc.settings import Settings
 
 Engine = Literal["local", "ray"]
+
+
+def open_catalog(settings: Settings, embedder: Embedder | None = None, **options: Any) -> Catalog:
+    """The data directory's catalog with the index settings; `embedder` names the model the
+    store must hold (none: whatever it holds). `options` go to `Catalog.open` (`readonly`,
+    `allow_model_change`)."""
+    return Catalog.open(
+        settings.data_path,
+        model_id=embedder.model_id if embedder else None,
+        dimension=embedder.dimension if embedder else None,
+        index_type=settings.index_type,
+        save_interval=settings.index_save_interval,
+        lexical_k1=settings.lexical_k1,
+        lexical_b=settings.lexical_b,
+        vector_params=settings.vector_params,
+        **options,
+    )
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The document embedder of these settings (loaded once per process)."""
+    return load_embedder(settings.embedder_config)
+
+
+def make_query_embedder(settings: Settings) -> Embedder:
+    """The query embedder of these settings: OpenVINO or ONNX Runtime where it can be."""
+    return load_query_embedder(settings.embedder_config)
 
 
 def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:

@@ -21,12 +21,13 @@ from indexes.vectors import VectorParams
 from ingest.embed import EmbedderConfig
 from ingest.extract.base import ExtractionLimits
 from ingest.ray_engine import RayOptions
+from ragsvc.errors import ConfigurationError
 
 ENV_PREFIX = "RAGSVC_"
 CONFIG_ENV = "RAGSVC_CONFIG"
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigurationError):
     """A setting is unknown or has a value of the wrong type or range."""
 
 

@@ -137,13 +137,7 @@ def _sha256(path: Path) -> str:
 
 def stored_under(catalog: Catalog, collection: str, prefix: str) -> dict[str, tuple[int, str]]:
     """name → (document id, sha256) of the collection's documents named under `prefix`."""
-    rows = catalog.store.reader().execute(
-        "SELECT d.source_name, d.id, d.sha256 FROM documents d "
-        "JOIN collections c ON c.id = d.collection_id "
-        "WHERE c.name = ? AND substr(d.source_name, 1, ?) = ?",
-        (collection, len(prefix), prefix),
-    )
-    return {str(name): (int(doc_id), str(sha)) for name, doc_id, sha in rows}
+    return catalog.documents_named_under(collection, prefix)
 
 
 def plan(

@@ -19,7 +19,7 @@ import pytest
 from indexes import Catalog
 from ingest import Chunker, Embedder
 from ragsvc.api.server_process import ServerProcess
-from ragsvc.cli import make_embedder
+from ragsvc.factory import make_embedder
 from ragsvc.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from indexes import (
     StoreMissing,
 )
 from indexes.catalog import DATABASE_NAME
-from indexes.store import SCHEMA_VERSION
+from indexes.schema import SCHEMA_VERSION
 from indexes.vectors import VectorParams
 from ingest import Chunker, Embedder, IngestPipeline, file_sources
 from tests.conftest import write_corpus

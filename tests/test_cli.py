@@ -69,6 +69,14 @@ def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
         "unknown collection on search": ["search", "x", "--collection", "nope"],
         "bad k": ["search", "x", "-k", "0"],
         "bad metadata": ["ingest", str(empty), "--metadata", "{oops"],
+        # The API's limits hold here too: one parser for both.
+        "metadata with too many keys": [
+            "ingest",
+            str(empty),
+            "--metadata",
+            json.dumps({f"k{i}": i for i in range(65)}),
+        ],
+        "metadata too deep": ["ingest", str(empty), "--metadata", '{"a":' * 70 + "1" + "}" * 70],
     }
 
 
@@ -85,6 +93,8 @@ def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
         ("unknown collection on search", "collection 'nope' does not exist"),
         ("bad k", "-k must be between 1 and 1000"),
         ("bad metadata", "--metadata is not valid JSON"),
+        ("metadata with too many keys", "--metadata has 65 keys; the limit is 64"),
+        ("metadata too deep", "levels deep; the limit is 64"),
     ],
 )
 def test_bad_input_is_refused_and_changes_nothing(

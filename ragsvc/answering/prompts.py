@@ -20,11 +20,12 @@ import msgspec
 
 from ingest.cleaning import readable
 from ragsvc.answering.base import Passage
+from ragsvc.errors import ConfigurationError
 
 BUILTIN_DIRECTORY = Path(__file__).parent / "templates"
 
 
-class TemplateError(Exception):
+class TemplateError(ConfigurationError):
     """A template file is missing, malformed, or its variables do not match its text."""
 
 

@@ -101,7 +101,7 @@ async def _answer_question(
     passages, retrieval = await in_thread(context)
     key = backend.cache_key(data.question, passages, data.response_schema)
     if key is not None:
-        key = f"{key}:{services.catalog.store.generation()}"
+        key = f"{key}:{services.catalog.generation()}"
     record = msgspec.structs.replace(
         record,
         chunk_ids=[p.chunk_id for p in passages],

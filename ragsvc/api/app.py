@@ -49,12 +49,10 @@ from ragsvc.api.feedback import give_feedback, list_interactions, list_templates
 from ragsvc.api.json_limits import check_json_body
 from ragsvc.api.middleware import RequestObserver
 from ragsvc.api.openai_compat import chat_completions, list_models
+from ragsvc.api.problems import handle_exception
 from ragsvc.api.search import query, search
 from ragsvc.api.services import Services
 from ragsvc.api.status import health, metrics, ready
-from ragsvc.errors import (
-    handle_exception,
-)
 from ragsvc.retrieval.reranker import Reranker
 from ragsvc.settings import Settings
 from ragsvc.telemetry.prometheus import (
@@ -139,7 +137,7 @@ def create_app(
         dependencies={"principal": Provide(current_principal, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_request_bytes,
-        # Files, plus the form's other fields; more parts is a 413 (see errors.status_of).
+        # Files, plus the form's other fields; more parts is a 413 (see problems.status_of).
         multipart_form_part_limit=settings.max_files_per_upload + 8,
         openapi_config=OpenAPIConfig(title="ragsvc", version=__version__, path="/schema"),
     )

@@ -28,7 +28,8 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from indexes import CollectionNotFound
-from ragsvc.errors import Forbidden, ServiceError, TooManyRequests, Unauthorized, status_of
+from ragsvc.api.problems import status_of
+from ragsvc.errors import Forbidden, ServiceError, TooManyRequests, Unauthorized
 from ragsvc.security.audit import AuditEntry
 from ragsvc.security.keys import LOOPBACK_USER, KeyStore, Principal, Scope, principal_of
 

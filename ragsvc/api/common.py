@@ -18,10 +18,8 @@ from ragsvc.api.auth import (
     client_address,
     mark_audited,
 )
+from ragsvc.api.problems import status_of
 from ragsvc.api.services import Services
-from ragsvc.errors import (
-    status_of,
-)
 from ragsvc.security.audit import AuditEntry
 from ragsvc.security.keys import Principal
 

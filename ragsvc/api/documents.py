@@ -161,7 +161,7 @@ async def _check_quota(services: Services, key_id: str, quota: int | None, size:
 async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
     deadline = time.monotonic() + services.settings.upload_wait_timeout
     while True:
-        current = await services.reads.jobs([j.id for j in jobs])
+        current = await services.job_reads.jobs([j.id for j in jobs])
         if all(j.state in TERMINAL_STATES for j in current):
             await _served(services, current)
             return current
@@ -173,7 +173,7 @@ async def _wait_for(services: Services, jobs: list[Job]) -> list[Job]:
 @get("/jobs/{job_id:str}", summary="An ingestion job: state, progress, error")
 async def get_job(state: State, principal: Caller, job_id: JobId) -> Job:
     services = services_of(state)
-    job = await services.reads.job(job_id)
+    job = await services.job_reads.job(job_id)
     if not principal.sees(job.collection):
         raise JobNotFound(job_id)
     await _served(services, [job])
@@ -200,7 +200,7 @@ async def list_jobs(
 ) -> JobList:
     collections = None if principal.collections is None else sorted(principal.collections)
     services = services_of(state)
-    rows = await services.reads.job_page(job_state, collections, limit + 1, offset)
+    rows = await services.job_reads.job_page(job_state, collections, limit + 1, offset)
     await _served(services, rows[:limit])
     next_offset = offset + limit if len(rows) > limit else None
     return JobList(rows[:limit], limit, offset, next_offset)
@@ -217,7 +217,7 @@ async def cancel_job(
 ) -> Job:
     services = services_of(state)
     async with AuditedWrite(services, principal, request, "job.cancel", f"job {job_id}") as audit:
-        job = await services.reads.job(job_id)
+        job = await services.job_reads.job(job_id)
         if not principal.sees(job.collection):
             raise JobNotFound(job_id)
         try:

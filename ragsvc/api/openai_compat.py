@@ -32,8 +32,9 @@ from msgspec import Meta
 from indexes import NotFound
 from ragsvc.api.answer_flow import EventStream, answer_question
 from ragsvc.api.common import Caller
+from ragsvc.api.problems import status_of
 from ragsvc.api.schemas import QueryRequest, QueryResponse
-from ragsvc.errors import BadRequest, ServiceError, status_of
+from ragsvc.errors import BadRequest, ServiceError
 from ragsvc.interactions.log import Interaction, interaction_scope
 from ragsvc.security.keys import Principal
 from ragsvc.telemetry.logs import REQUEST_ID

@@ -10,17 +10,17 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client.core import Metric
 
-from indexes import Catalog
+from indexes.async_reads import AsyncStoreReads
 from ingest import Embedder
 from ragsvc.answering import LLMBackend, build_backends, load_templates
 from ragsvc.answering.cache import ResponseCache
 from ragsvc.api.auth import (
     RateLimiter,
 )
-from ragsvc.api.reads import AsyncReads
 from ragsvc.errors import (
     BadRequest,
 )
+from ragsvc.factory import open_catalog
 from ragsvc.interactions.log import (
     InteractionLog,
 )
@@ -28,6 +28,7 @@ from ragsvc.jobs.queue import (
     JOB_STATES,
     JobQueue,
 )
+from ragsvc.jobs.reads import AsyncJobReads
 from ragsvc.jobs.supervisor import Worker, WorkerProcess, WorkerThread
 from ragsvc.retrieval.query_encoder import QueryEncoder
 from ragsvc.retrieval.reranker import Reranker, load_reranker
@@ -77,16 +78,7 @@ class Services:
             if hasattr(backend, "stage"):
                 backend.stage = tracer.stage  # LLM calls become child spans
         self.cache = ResponseCache(settings.answer_cache_size)
-        self.catalog = Catalog.open(
-            settings.data_path,
-            model_id=query_embedder.model_id,
-            dimension=query_embedder.dimension,
-            index_type=settings.index_type,
-            save_interval=settings.index_save_interval,
-            lexical_k1=settings.lexical_k1,
-            lexical_b=settings.lexical_b,
-            vector_params=settings.vector_params,
-        )
+        self.catalog = open_catalog(settings, query_embedder)
         self.catalog.reader  # noqa: B018 (load the indexes now, not on the first query)
         self.jobs = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)
         self.keys = KeyStore.open(settings.data_path)
@@ -101,11 +93,17 @@ class Services:
         self._stopping = threading.Event()
         self._follower = threading.Thread(target=self._follow, name="index-follower", daemon=True)
         self._follower.start()
-        self.reads: AsyncReads
+        self.reads: AsyncStoreReads
+        self.job_reads: AsyncJobReads
         self.log: InteractionLog
 
     async def open_async(self) -> None:
-        self.reads = await AsyncReads.open(self.settings.data_path)
+        self.reads = await AsyncStoreReads.open(self.settings.data_path)
+        try:
+            self.job_reads = await AsyncJobReads.open(self.settings.data_path)
+        except BaseException:
+            await self.reads.close()
+            raise
         self.log = await InteractionLog.open(
             self.settings.data_path,
             self.settings.interaction_log,
@@ -188,4 +186,5 @@ class Services:
 
     async def close_async(self) -> None:
         await self.reads.close()
+        await self.job_reads.close()
         await self.log.close()

@@ -59,7 +59,7 @@ async def ready(state: State, principal: Caller) -> Ready:
             vectors=chunks,
             model=services.encoder.model_id,
             index=index.dense.spec,
-            jobs=await services.reads.job_counts(names),
+            jobs=await services.job_reads.job_counts(names),
             query_runtime=getattr(services.encoder.embedder, "runtime", "torch"),
             lexical_entries=chunks,
             worker=WorkerInfo(
@@ -76,7 +76,7 @@ async def ready(state: State, principal: Caller) -> Ready:
         vectors=len(index.dense),
         model=services.encoder.model_id,
         index=index.dense.spec,
-        jobs=await services.reads.job_counts(),
+        jobs=await services.job_reads.job_counts(),
         query_runtime=getattr(services.encoder.embedder, "runtime", "torch"),
         lexical_entries=len(index.lexical),
         change_seq=index.change_seq,

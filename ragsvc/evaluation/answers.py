@@ -30,11 +30,12 @@ import msgspec
 import numpy as np
 
 from indexes import Catalog, SearchFilter
-from ingest import Chunker, Embedder, IngestPipeline, load_embedder
+from ingest import Embedder
 from ingest.sources import TextSource
 from ragsvc.answering.base import LLMBackend, Passage
 from ragsvc.evaluation.ranking_metrics import auroc, percentile
 from ragsvc.evaluation.statistics import SEED, Interval, wilson_interval
+from ragsvc.factory import make_embedder, make_pipeline
 from ragsvc.retrieval.retriever import context_depth, context_hits, retrieve
 from ragsvc.retrieval.retriever import passages as to_passages
 from ragsvc.settings import Settings
@@ -136,30 +137,19 @@ def contains_gold(text: str, answers: list[str]) -> bool:
 
 
 def ingest_articles(catalog: Catalog, settings: Settings, articles: list[Article]) -> int:
-    embedder = load_embedder(settings.embedder_config)
-    chunker = Chunker(
-        embedder,
-        max_tokens=settings.chunk_max_tokens or None,
-        overlap=settings.chunk_overlap_tokens,
-    )
-    pipeline = IngestPipeline(catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks)
+    pipeline = make_pipeline(settings, catalog, make_embedder(settings), engine="local")
     sources = [
         TextSource(f"{article.title} #{number}", paragraph, {"title": article.title})
         for article in articles
         for number, paragraph in enumerate(article.paragraphs, start=1)
         if paragraph
     ]
-    report = pipeline.run(sources, collection=COLLECTION)
+    try:
+        report = pipeline.run(sources, collection=COLLECTION)
+    finally:
+        pipeline.close()
     wanted = {source.name for source in sources}
-    extra = [
-        int(row[0])
-        for row in catalog.store.reader().execute(
-            "SELECT d.id, d.source_name FROM documents d JOIN collections c "
-            "ON c.id = d.collection_id WHERE c.name = ?",
-            (COLLECTION,),
-        )
-        if row[1] not in wanted
-    ]
+    extra = [d.id for d in catalog.all_documents([COLLECTION]) if d.source_name not in wanted]
     for document_id in extra:  # held out at this level, indexed by an earlier run
         catalog.delete_document(document_id)
     return report.count("added") + report.count("unchanged")

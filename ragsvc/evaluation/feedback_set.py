@@ -27,10 +27,7 @@ MIN_FOR_TRAIN = 10
 def export_eval(
     catalog: Catalog, data_dir: Path, out: Path, *, since: str | None = None
 ) -> dict[str, Any]:
-    reader = catalog.store.reader()
-    owner = {
-        int(row[0]): int(row[1]) for row in reader.execute("SELECT id, document_id FROM chunks")
-    }
+    owner = catalog.chunk_documents()
     queries: dict[str, tuple[str, set[int]]] = {}
     collections: set[str] | None = set()
     dropped = 0
@@ -79,26 +76,15 @@ def export_eval(
 
 
 def _write_corpus(catalog: Catalog, path: Path, collections: set[str] | None) -> int:
-    reader = catalog.store.reader()
-    where, params = "", []  # type: tuple[str, list[Any]]
-    if collections is not None:
-        where = f"WHERE c.name IN ({','.join('?' * len(collections))})"
-        params = sorted(collections)
-    documents = reader.execute(
-        "SELECT d.id, d.metadata FROM documents d JOIN collections c ON c.id = d.collection_id "
-        f"{where} ORDER BY d.id",
-        params,
-    ).fetchall()
+    documents = catalog.all_documents(None if collections is None else sorted(collections))
     with open(path, "w", encoding="utf-8") as handle:
-        for document_id, metadata in documents:
-            chunks = reader.execute(
-                "SELECT char_start, char_end, text FROM chunks WHERE document_id = ? "
-                "ORDER BY char_start",
-                (document_id,),
-            ).fetchall()
-            title = json.loads(metadata or "{}").get("title", "")
+        for document in documents:
+            chunks = sorted(
+                (c.char_start, c.char_end, c.text) for c in catalog.document_chunks(document.id)
+            )
+            title = (document.metadata or {}).get("title", "")
             record = {
-                "_id": str(document_id),
+                "_id": str(document.id),
                 "title": title if isinstance(title, str) else "",
                 "text": stitch(chunks),
             }

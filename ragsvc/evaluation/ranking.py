@@ -17,11 +17,12 @@ from typing import Any
 
 from indexes import Catalog, SearchFilter
 from indexes.fusion import Mode
-from ingest import Chunker, Embedder, IngestPipeline, jsonl_sources, load_embedder
+from ingest import Embedder, jsonl_sources
 from ingest.pipeline import DocumentOutcome
 from ragsvc.evaluation.ranking_metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from ragsvc.evaluation.statistics import bootstrap_interval, paired_test
 from ragsvc.evaluation.tuning import DEEP, TOP, documents
+from ragsvc.factory import make_embedder, make_pipeline
 from ragsvc.retrieval.reranker import Reranker
 from ragsvc.retrieval.retriever import retrieve
 from ragsvc.settings import Settings
@@ -57,14 +58,11 @@ def ingest_corpus(
 ) -> tuple[int, int]:
     """Ingest (or find already ingested) the corpus with the document embedder, calling
     `on_document` as each is done; returns (added, unchanged)."""
-    embedder = load_embedder(settings.embedder_config)
-    chunker = Chunker(
-        embedder,
-        max_tokens=settings.chunk_max_tokens or None,
-        overlap=settings.chunk_overlap_tokens,
-    )
-    pipeline = IngestPipeline(catalog, embedder, chunker, pool_chunks=settings.ingest_pool_chunks)
-    report = pipeline.run(jsonl_sources(corpus), collection=COLLECTION, on_document=on_document)
+    pipeline = make_pipeline(settings, catalog, make_embedder(settings), engine="local")
+    try:
+        report = pipeline.run(jsonl_sources(corpus), collection=COLLECTION, on_document=on_document)
+    finally:
+        pipeline.close()
     return report.count("added"), report.count("unchanged")
 
 
@@ -86,10 +84,7 @@ def evaluate(
     A hybrid ranking depends on how deep each retriever's list is, so the top-k metrics come
     from a request for `TOP` chunks and recall@100 from one for `DEEP` chunks, as the service
     would answer them; latency is that of the first."""
-    owner = {
-        int(row[0]): str(row[1])
-        for row in catalog.store.reader().execute("SELECT id, external_id FROM documents")
-    }
+    owner = catalog.external_ids()
     names = [name.format(k=k) for name in QUALITY_METRICS]
     results: dict[str, dict[str, Any]] = {}
     for mode in modes:

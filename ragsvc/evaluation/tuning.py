@@ -118,13 +118,7 @@ class Tuner:
         self.settings = settings
         self.filters = SearchFilter(collection=collection)
         self.progress = progress
-        self.owner = {
-            int(row[0]): str(row[1])
-            for row in catalog.store.reader().execute(
-                "SELECT ch.id, d.external_id FROM chunks ch JOIN documents d "
-                "ON d.id = ch.document_id"
-            )
-        }
+        self.owner = catalog.external_ids(by_chunk=True)
         progress(f"embedding {len(queries)} queries")
         self.queries = [
             Query(query_id, text, qrels[query_id], embedder.embed_query(text))

@@ -30,7 +30,8 @@ import aiosqlite
 import anyio
 import msgspec
 
-from indexes.store import utc_now
+from indexes.rows import utc_now
+from indexes.schema import SIDE_FILE_PRAGMAS
 
 Sink = Literal["sqlite", "jsonl", "off"]
 
@@ -186,7 +187,8 @@ class InteractionLog:
         if sink == "sqlite":
             data_dir.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(path, isolation_level=None)
-            await db.execute("PRAGMA journal_mode=WAL")
+            for pragma in SIDE_FILE_PRAGMAS:
+                await db.execute(pragma)
             await db.executescript(SCHEMA)
         log = cls(path, sink, db, redact=redact, retention_days=retention_days)
         await log.prune()

@@ -28,7 +28,8 @@ from typing import Any, Literal, get_args
 import msgspec
 
 from indexes import NotFound
-from indexes.store import utc_now
+from indexes.rows import utc_now
+from indexes.schema import BUSY_TIMEOUT_MS, DATABASE_NAME, open_side_file
 
 JobState = Literal["queued", "extracting", "embedding", "ready", "failed", "cancelled"]
 TERMINAL_STATES: tuple[JobState, ...] = ("ready", "failed", "cancelled")
@@ -169,11 +170,8 @@ class JobQueue:
         _import_legacy_jobs(data_dir, self._writer)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged upload survives power loss
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
+        # Durable: an acknowledged upload survives power loss.
+        return open_side_file(self.path, durable=True)
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -341,12 +339,12 @@ class JobQueue:
 
 def _import_legacy_jobs(data_dir: Path, queue: sqlite3.Connection) -> None:
     """Move a `jobs` table left in the document store by an older version into the queue."""
-    store_path = data_dir / "ragsvc.sqlite3"
+    store_path = data_dir / DATABASE_NAME
     if not store_path.exists():
         return
     store = sqlite3.connect(store_path, isolation_level=None)
     try:
-        store.execute("PRAGMA busy_timeout=30000")
+        store.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         exists = store.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
         ).fetchone()

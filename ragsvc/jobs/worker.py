@@ -25,8 +25,8 @@ from types import FrameType
 import msgspec
 
 from indexes import Catalog
-from ingest import Embedder, load_embedder
-from ragsvc.factory import make_pipeline
+from ingest import Embedder
+from ragsvc.factory import make_embedder, make_pipeline, open_catalog
 from ragsvc.jobs.queue import JobQueue
 from ragsvc.jobs.runner import JobRunner
 from ragsvc.settings import Settings
@@ -101,17 +101,8 @@ def worker_ready(data_dir: Path, pid: int | None) -> bool:
 def build_runner(settings: Settings, embedder: Embedder | None = None) -> tuple[JobRunner, Catalog]:
     """The job runner of a data directory, with its embedder (the configured one unless
     given) and a catalog that only writes (it never loads an index)."""
-    embedder = embedder or load_embedder(settings.embedder_config)
-    catalog = Catalog.open(
-        settings.data_path,
-        model_id=embedder.model_id,
-        dimension=embedder.dimension,
-        index_type=settings.index_type,
-        save_interval=settings.index_save_interval,
-        lexical_k1=settings.lexical_k1,
-        lexical_b=settings.lexical_b,
-        vector_params=settings.vector_params,
-    )
+    embedder = embedder or make_embedder(settings)
+    catalog = open_catalog(settings, embedder)
     pipeline = make_pipeline(
         settings,
         catalog,

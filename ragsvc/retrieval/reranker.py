@@ -20,9 +20,10 @@ from typing import Protocol
 import numpy as np
 
 from ingest.plugins import plugin_class
+from ragsvc.errors import ConfigurationError
 
 
-class RerankerUnavailable(Exception):
+class RerankerUnavailable(ConfigurationError):
     """The configured reranker cannot be loaded."""
 
 

@@ -77,9 +77,7 @@ def passages(catalog: Catalog, hits: list[SearchHit]) -> list[Passage]:
     """Hits numbered from 1 for an answerer; their score is the cosine similarity, on which
     answer confidence is calibrated, whatever ranked them. Each carries its sentences' stored
     vectors when its text is a whole stored chunk (not widened by neighbours)."""
-    stored = catalog.store.sentences_for_chunks(
-        catalog.model_id, [h.chunk_id for h in hits], catalog.dimension
-    )
+    stored = catalog.chunk_sentences([h.chunk_id for h in hits])
     result = []
     for number, hit in enumerate(hits, start=1):
         sentences = stored.get(hit.chunk_id)
@@ -132,12 +130,7 @@ def mmr(
     catalog: Catalog, hits: list[SearchHit], k: int, relevance_weight: float
 ) -> list[SearchHit]:
     """Greedy maximal marginal relevance: relevance · w - (1 - w) · max similarity to chosen."""
-    vectors: dict[int, np.ndarray] = {}
-    ids = [h.chunk_id for h in hits]
-    for chunk_ids, batch in catalog.store.vectors_for_chunks(
-        catalog.model_id, ids, catalog.dimension
-    ):
-        vectors.update(zip(chunk_ids.tolist(), batch, strict=True))
+    vectors = catalog.chunk_vectors([h.chunk_id for h in hits])
     chosen: list[SearchHit] = []
     remaining = list(hits)
     while remaining and len(chosen) < k:
@@ -164,31 +157,25 @@ def with_neighbours(catalog: Catalog, hits: list[SearchHit], radius: int) -> lis
     for hit in hits:
         if hit.chunk_id in covered:
             continue
-        rows = (
-            catalog.store.reader()
-            .execute(
-                "SELECT id, text, char_start, char_end, page_start, page_end FROM chunks "
-                "WHERE document_id = ? AND ordinal BETWEEN ? AND ? ORDER BY ordinal",
-                (hit.document_id, hit.ordinal - radius, hit.ordinal + radius),
-            )
-            .fetchall()
-        )
+        rows = catalog.neighbour_chunks(hit.document_id, hit.ordinal, radius)
         text, end = "", None
-        for _, chunk_text, start, stop, _, _ in rows:
+        for row in rows:
             if end is None:
-                text = chunk_text
-            elif start < end:
-                text += chunk_text[end - start :]
+                text = row.text
+            elif row.char_start < end:
+                text += row.text[end - row.char_start :]
             else:
-                text += "\n\n" + chunk_text
-            end = stop if end is None else max(end, stop)
-        covered.update(int(r[0]) for r in rows)
-        pages = [r[4] for r in rows if r[4] is not None] + [r[5] for r in rows if r[5] is not None]
+                text += "\n\n" + row.text
+            end = row.char_end if end is None else max(end, row.char_end)
+        covered.update(row.id for row in rows)
+        pages = [r.page_start for r in rows if r.page_start is not None] + [
+            r.page_end for r in rows if r.page_end is not None
+        ]
         widened.append(
             msgspec.structs.replace(
                 hit,
                 text=text,
-                char_start=rows[0][2],
+                char_start=rows[0].char_start,
                 char_end=end or hit.char_end,
                 page_start=min(pages) if pages else None,
                 page_end=max(pages) if pages else None,

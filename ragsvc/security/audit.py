@@ -9,13 +9,13 @@ Refused requests are logged too, so attempts on other tenants' ids leave a trace
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 import msgspec
 
-from indexes.store import utc_now
+from indexes.rows import utc_now
+from indexes.schema import open_side_file
 
 AUDIT_NAME = "audit.sqlite3"
 
@@ -44,10 +44,7 @@ class AuditEntry(msgspec.Struct, frozen=True):
 
 class AuditLog:
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(_SCHEMA)
+        self._conn = open_side_file(path, _SCHEMA)
         self._lock = threading.Lock()
 
     @classmethod

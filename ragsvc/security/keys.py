@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Literal
 import msgspec
 
 from indexes import NotFound
+from indexes.schema import open_side_file
 
 KEYS_NAME = "keys.sqlite3"
 PREFIX = "rsk"
@@ -100,10 +100,7 @@ def _hash(secret: str) -> str:
 class KeyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(_SCHEMA)
+        self._conn = open_side_file(path, _SCHEMA)
         self._lock = threading.Lock()
         self._version = -1
         self._active: dict[str, tuple[str, ApiKey]] = {}

@@ -1,10 +1,6 @@
-"""Reads for the service's async handlers, through aiosqlite, so the event loop never blocks.
-
-Job status, document listings and chunk pages are plain SQLite reads; aiosqlite runs them on
-its own thread per connection and hands results back to the loop. The SQL is the store's and
-the queue's own (`SELECT_DOCUMENT`, `SELECT_JOB`, ...), so there is one definition of each row.
-Both connections are read-only.
-"""
+"""Reads of documents, chunks and collections for async callers (the HTTP handlers), through
+aiosqlite on a read-only connection, so an event loop never blocks. The SQL is the store's own
+(`rows.SELECT_DOCUMENT`, ...), so there is one definition of each row."""
 
 from __future__ import annotations
 
@@ -13,83 +9,45 @@ from typing import Any
 
 import aiosqlite
 
-from indexes import ChunkRow, CollectionNotFound, DocumentNotFound, DocumentRow
-from indexes.catalog import DATABASE_NAME
-from indexes.store import (
+from indexes.errors import CollectionNotFound, DocumentNotFound
+from indexes.rows import (
     SELECT_DOCUMENT,
     SELECT_DOCUMENT_CHUNKS,
+    ChunkRow,
+    DocumentRow,
     document_row,
     documents_query,
 )
-from ragsvc.jobs.queue import (
-    COUNT_BY_STATE,
-    QUEUE_NAME,
-    SELECT_JOB,
-    Job,
-    JobNotFound,
-    job_from_row,
-    jobs_query,
-)
+from indexes.schema import BUSY_TIMEOUT_MS, DATABASE_NAME
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
+async def connect_readonly(path: Path) -> aiosqlite.Connection:
+    """A read-only aiosqlite connection to a SQLite file."""
     conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    await conn.execute("PRAGMA busy_timeout=30000")
+    await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
 
 
-class AsyncReads:
-    def __init__(self, store: aiosqlite.Connection, jobs: aiosqlite.Connection) -> None:
-        self._store = store
-        self._jobs = jobs
+class AsyncStoreReads:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._store = conn
 
     @classmethod
-    async def open(cls, data_dir: Path) -> AsyncReads:
-        store = await _connect(data_dir / DATABASE_NAME)
-        try:
-            jobs = await _connect(data_dir / QUEUE_NAME)
-        except BaseException:
-            await store.close()
-            raise
-        return cls(store, jobs)
+    async def open(cls, data_dir: Path) -> AsyncStoreReads:
+        return cls(await connect_readonly(data_dir / DATABASE_NAME))
 
     async def close(self) -> None:
         await self._store.close()
-        await self._jobs.close()
 
-    async def _one(self, conn: aiosqlite.Connection, sql: str, params: Any) -> Any:
+    @staticmethod
+    async def _one(conn: aiosqlite.Connection, sql: str, params: Any) -> Any:
         async with conn.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
-    async def _all(self, conn: aiosqlite.Connection, sql: str, params: Any) -> list[Any]:
+    @staticmethod
+    async def _all(conn: aiosqlite.Connection, sql: str, params: Any) -> list[Any]:
         async with conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
-
-    # -- jobs --------------------------------------------------------------------------------
-
-    async def job(self, job_id: str) -> Job:
-        row = await self._one(self._jobs, SELECT_JOB, (job_id,))
-        if row is None:
-            raise JobNotFound(job_id)
-        return job_from_row(row)
-
-    async def jobs(self, job_ids: list[str]) -> list[Job]:
-        return [await self.job(job_id) for job_id in job_ids]
-
-    async def job_page(
-        self, state: str | None, collections: list[str] | None, limit: int, offset: int
-    ) -> list[Job]:
-        rows = await self._all(self._jobs, *jobs_query(state, collections, limit, offset))
-        return [job_from_row(r) for r in rows]
-
-    async def job_counts(self, collections: list[str] | None = None) -> dict[str, int]:
-        """Jobs by state, of every collection or of `collections`."""
-        sql, params = COUNT_BY_STATE, tuple[str, ...]()
-        if collections is not None:
-            marks = ",".join("?" * len(collections))
-            sql = f"SELECT state, COUNT(*) FROM jobs WHERE collection IN ({marks}) GROUP BY state"
-            params = tuple(collections)
-        return {str(r[0]): int(r[1]) for r in await self._all(self._jobs, sql, params)}
 
     # -- documents ---------------------------------------------------------------------------
 
