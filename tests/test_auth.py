@@ -17,7 +17,7 @@ from ingest import Embedder
 from ragsvc.api.app import create_app
 from ragsvc.security.keys import KeyStore
 from ragsvc.settings import Settings
-from tests.conftest import Server, run_ragsvc
+from tests.support.processes import Server, run_ragsvc
 
 SECRET_B = b"The vault code of team B is 4471; it is kept in the cellar behind the wine racks."
 NOTES_A = b"Team A keeps the lighthouse log. The lamp is cleaned every Sunday morning."

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from ragsvc.security.keys import KeyStore
-from tests.conftest import Server, dataset
-from tests.test_e2e import NAACL, QUESTION, WHOLE_SENTENCE
+from tests.support.data import NAACL, QUESTION, WHOLE_SENTENCE, dataset
+from tests.support.processes import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -22,7 +22,7 @@ from indexes.catalog import DATABASE_NAME
 from indexes.schema import SCHEMA_VERSION
 from indexes.vectors import VectorParams
 from ingest import Chunker, Embedder, IngestPipeline, file_sources
-from tests.conftest import write_corpus
+from tests.support.data import write_corpus
 
 
 def _ingest(

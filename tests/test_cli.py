@@ -10,7 +10,7 @@ import pytest
 
 from indexes import Catalog
 from ragsvc.cli import main
-from tests.conftest import dataset, write_corpus
+from tests.support.data import dataset, write_corpus
 
 
 def _run(capsys: pytest.CaptureFixture[str], data_dir: Path, *args: str) -> tuple[int, str, str]:

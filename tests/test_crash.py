@@ -17,7 +17,7 @@ from indexes import Catalog
 from indexes.catalog import DATABASE_NAME
 from ingest import Chunker, Embedder, IngestPipeline, file_sources
 from ingest.extract import extract
-from tests.conftest import ROOT, write_corpus
+from tests.support.data import ROOT, write_corpus
 
 DOCUMENTS = 240
 CHUNK_TOKENS = 64

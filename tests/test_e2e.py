@@ -12,11 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, dataset, wait_jobs
+from tests.support.data import NAACL, QUESTION, WHOLE_SENTENCE, dataset
+from tests.support.processes import Server, wait_jobs
 
-NAACL = ("pdf_samples", "pdfminer.six", "samples", "nonfree", "naacl06-shinyama.pdf")
-QUESTION = "What F-score does the HMM-based named entity tagger reach?"
-WHOLE_SENTENCE = "We used an HMM-based NE tagger whose performance is about 85% in F-score."
 MARKDOWN = (
     b"# Release checklist\n\nTag the release, then publish the wheel to the package index.\n\n"
     b"Announce the release on the mailing list after the wheel is public.\n"

@@ -9,7 +9,7 @@ import pytest
 
 from ingest import EmptyDocument, EncryptedDocument, ExtractionFailed, IngestError, UnsupportedType
 from ingest.extract import extract, sniff
-from tests.conftest import dataset
+from tests.support.data import dataset
 
 
 def test_sniffing_uses_content_not_the_name() -> None:
@@ -145,7 +145,7 @@ def test_scans_without_text_layer_are_empty_documents() -> None:
 
 
 def test_documents_bring_their_own_titles() -> None:
-    from tests.office_files import docx_bytes, epub_bytes
+    from tests.support.office_files import docx_bytes, epub_bytes
 
     html = b"<html><head><title>  Tide  Tables </title></head><body><p>High water.</p></body>"
     assert extract(html, "t.html").title == "Tide Tables"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from ragsvc.interactions.finetune import normalised_question
-from tests.conftest import Server, run_ragsvc, wait_jobs
+from tests.support.processes import Server, run_ragsvc, wait_jobs
 
 NOTES = {
     "lighthouse.txt": "The lighthouse on Skerry Rock flashes white every five seconds.",

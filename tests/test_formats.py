@@ -13,7 +13,7 @@ from ingest.chunking import Chunker
 from ingest.extract import extract, sniff
 from ingest.extract.base import ExtractionLimits
 from tests import office_files
-from tests.conftest import Server
+from tests.support.processes import Server
 
 pytestmark = pytest.mark.slow
 

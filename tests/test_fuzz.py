@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ragsvc.security.keys import KeyStore
-from tests.conftest import Server
+from tests.support.processes import Server
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("RAGSVC_FUZZ_EXAMPLES", "15"))
 

@@ -19,7 +19,8 @@ from ingest.errors import ExtractionFailed
 from ingest.extract.base import ExtractionLimits
 from ingest.sandbox import ExtractionSandbox
 from tests import hostile_files
-from tests.conftest import Server, dataset, wait_jobs
+from tests.support.data import dataset
+from tests.support.processes import Server, wait_jobs
 
 
 def _rss(pid: int) -> int:

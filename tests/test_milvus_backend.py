@@ -19,8 +19,8 @@ from indexes import Catalog, SearchFilter
 from indexes.vectors import FaissIndex, MilvusIndex, VectorParams
 from ingest import Chunker, IngestPipeline
 from ingest.sources import TextSource
-from tests.hashing_embedder import HashingEmbedder
-from tests.test_vector_index import MILVUS_MISSING
+from tests.support.hashing_embedder import HashingEmbedder
+from tests.support.milvus import MILVUS_MISSING
 
 pytestmark = pytest.mark.skipif(
     MILVUS_MISSING is not None, reason=f"{MILVUS_MISSING} has no wheel for this platform"
@@ -183,7 +183,7 @@ def test_switching_backend_builds_from_stored_embeddings_either_way(tmp_path: Pa
 
 @pytest.mark.slow
 def test_ingest_and_search_on_milvus_print_no_alarms_on_success(tmp_path: Path) -> None:
-    from tests.conftest import run_ragsvc
+    from tests.support.processes import run_ragsvc
 
     note = tmp_path / "note.txt"
     note.write_text("The lighthouse keeper logs the weather every morning.")

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ingest import Embedder
 from ragsvc.api.app import create_app
 from ragsvc.settings import Settings
-from tests.conftest import Server, wait_jobs
+from tests.support.processes import Server, wait_jobs
 
 NOTE = (
     b"The harbour office opens at seven. Ferries to the outer islands leave at nine and "
@@ -185,15 +185,14 @@ def test_llm_calls_are_spans_under_answer(tmp_path: Path, embedder: Embedder) ->
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from tests.fake_llm import FakeLLM
-    from tests.test_llm_backends import _settings
+    from tests.support.fake_llm import FakeLLM, llm_settings
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     fake = FakeLLM("openai")
     try:
-        app = create_app(_settings(tmp_path, fake), embedder=embedder, tracer_provider=provider)
+        app = create_app(llm_settings(tmp_path, fake), embedder=embedder, tracer_provider=provider)
         with TestClient(app, base_url="http://127.0.0.1") as client:
             client.post("/documents?wait=true", files=[("files", ("harbour.txt", NOTE))])
             exporter.clear()

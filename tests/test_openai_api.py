@@ -12,8 +12,8 @@ import openai
 import pytest
 
 from ragsvc.security.keys import KeyStore
-from tests.conftest import Server, dataset, wait_jobs
-from tests.test_e2e import NAACL, QUESTION, WHOLE_SENTENCE
+from tests.support.data import NAACL, QUESTION, WHOLE_SENTENCE, dataset
+from tests.support.processes import Server, wait_jobs
 
 pytestmark = pytest.mark.slow
 

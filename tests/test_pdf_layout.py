@@ -21,7 +21,7 @@ from ragsvc.answering.extractive import ExtractiveBackend, Scored
 from ragsvc.answering.sentences import answer_kind, quotable
 from ragsvc.retrieval.retriever import passages, retrieve
 from ragsvc.settings import Settings
-from tests.pdf_files import paged_pdf, table_pdf
+from tests.support.pdf_files import paged_pdf, table_pdf
 
 HEADER = "Annual Report of the Harbour Board"
 FOOTER = "Page {page} of {pages}"
@@ -254,7 +254,7 @@ def test_a_page_over_the_stream_limit_is_named_in_the_document_note(
     catalog: Catalog, embedder: Embedder, chunker: Chunker
 ) -> None:
     from ingest.extract.pdf import PdfExtractor
-    from tests.hostile_files import TEXT_PAGE, build_pdf, deflated_zeros
+    from tests.support.hostile_files import TEXT_PAGE, build_pdf, deflated_zeros
 
     text_page = (TEXT_PAGE.format(n=1).encode(), "")
     bomb_page = (deflated_zeros(3_000_000), "/Filter /FlateDecode")

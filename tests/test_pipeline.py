@@ -7,7 +7,8 @@ from pathlib import Path
 
 from indexes import Catalog
 from ingest import Chunker, Embedder, IngestPipeline, file_sources, jsonl_sources
-from tests.conftest import RecordingEmbedder, write_corpus
+from tests.support.data import write_corpus
+from tests.support.recording_embedder import RecordingEmbedder
 
 
 def _pipeline(catalog: Catalog, embedder: Embedder, chunker: Chunker) -> IngestPipeline:

@@ -13,7 +13,7 @@ from indexes import Catalog
 from ingest import Chunker, Embedder, IngestPipeline
 from ingest.extract.base import Extracted
 from ingest.sources import TextSource
-from tests.hashing_embedder import HashingEmbedder
+from tests.support.hashing_embedder import HashingEmbedder
 
 WORDS = st.sampled_from(
     [

@@ -22,7 +22,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import Server, dataset, run_ragsvc, wait_jobs
+from tests.support.data import dataset
+from tests.support.processes import Server, run_ragsvc, wait_jobs
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'ragsvc[ray]')")

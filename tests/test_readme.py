@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, dataset
-from tests.test_e2e import Server
+from tests.support.data import ROOT, dataset
+from tests.support.processes import Server
 
 README = ROOT / "README.md"
 

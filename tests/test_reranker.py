@@ -16,7 +16,7 @@ from ingest.sources import TextSource
 from ragsvc.retrieval.reranker import CrossEncoderReranker, RerankerUnavailable, load_reranker
 from ragsvc.retrieval.retriever import retrieve
 from ragsvc.settings import Settings
-from tests.conftest import run_ragsvc
+from tests.support.processes import run_ragsvc
 
 FACTS = [
     "Tides follow the pull of the moon on the oceans.",

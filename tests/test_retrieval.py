@@ -22,7 +22,7 @@ from ingest.sources import TextSource
 from ragsvc.api.app import create_app
 from ragsvc.cli import main
 from ragsvc.settings import Settings
-from tests.conftest import write_corpus
+from tests.support.data import write_corpus
 
 
 def _ingest(
@@ -451,7 +451,7 @@ def test_eval_retrieval_shows_progress_on_a_terminal_only(tmp_path: Path) -> Non
     import sys
     import termios
 
-    from tests.conftest import ROOT
+    from tests.support.data import ROOT
 
     beir = _tiny_beir(tmp_path / "tiny")
     command = [sys.executable, "-m", "ragsvc", "eval", "retrieval", "--beir", str(beir)]

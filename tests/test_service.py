@@ -321,7 +321,7 @@ def test_search_and_query_order_sources_and_name_their_scores_as_documented(
 def test_a_pdf_page_over_the_stream_limit_is_named_in_the_jobs_warning(
     tmp_path: Path, embedder: Embedder
 ) -> None:
-    from tests.hostile_files import TEXT_PAGE, build_pdf, deflated_zeros
+    from tests.support.hostile_files import TEXT_PAGE, build_pdf, deflated_zeros
 
     settings = Settings(
         data_dir=str(tmp_path / "data"),

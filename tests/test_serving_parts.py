@@ -35,7 +35,7 @@ from ragsvc.jobs.queue import JobQueue, NewJob
 from ragsvc.retrieval.query_encoder import QueryEncoder
 from ragsvc.retrieval.retriever import passages, retrieve
 from ragsvc.settings import Settings
-from tests.conftest import dataset, write_corpus
+from tests.support.data import dataset, write_corpus
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, dataset, run_ragsvc
+from tests.support.data import ROOT, dataset
+from tests.support.processes import run_ragsvc
 
 pytestmark = pytest.mark.slow
 

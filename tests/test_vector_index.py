@@ -6,7 +6,6 @@ by size."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from indexes.vectors import FaissIndex, VectorIndex, VectorParams, resolve
+from tests.support.milvus import MILVUS_MISSING
 
 DIMENSION = 48
 COUNT = 3000
@@ -39,9 +39,6 @@ KINDS: dict[str, Make] = {
     "hnsw": lambda folder: FaissIndex.create("hnsw", DIMENSION),
     "ivf": lambda folder: FaissIndex.create("ivf", DIMENSION, VECTORS, VectorParams(ivf_nprobe=8)),
 }
-MILVUS_MISSING = next(
-    (name for name in ("pymilvus", "milvus_lite") if importlib.util.find_spec(name) is None), None
-)
 
 
 def _milvus(folder: Path) -> Any:

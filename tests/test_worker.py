@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, run_ragsvc, wait_jobs, write_corpus
+from tests.support.data import write_corpus
+from tests.support.processes import Server, run_ragsvc, wait_jobs
 
 
 class Searcher:

@@ -108,7 +108,7 @@ def scanned_pdf_bytes() -> bytes:
     """A two-page PDF: a page with a text layer, then a page that is only an image of text."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from tests.hostile_files import build_pdf
+    from tests.support.hostile_files import build_pdf
 
     image = Image.new("L", (1400, 500), 255)
     draw = ImageDraw.Draw(image)

@@ -85,7 +85,7 @@ def docx_bomb(megabytes: int = 3000) -> bytes:
     import io
     import zipfile
 
-    from tests.office_files import docx_bytes
+    from tests.support.office_files import docx_bytes
 
     out = io.BytesIO()
     with (

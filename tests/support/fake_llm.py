@@ -17,7 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from ragsvc.settings import Settings
 
 API_KEY = "test-key-123"
 PROVIDERS = ("openai", "ollama", "anthropic", "gemini", "cohere")
@@ -360,3 +363,19 @@ class FakeLLM:
             handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(body)
+
+
+def llm_settings(tmp_path: Path, fake: FakeLLM, **overrides: Any) -> Settings:
+    """Settings of a thread-worker service answering through `fake`."""
+    values: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "answer_backend": fake.provider,
+        "llm_model": "fake-model",
+        "llm_base_url": fake.base_url,
+        "llm_api_key": API_KEY,
+        "llm_timeout": 1.0,
+        "llm_retries": 1,
+        "ingest_worker": "thread",
+        **overrides,
+    }
+    return Settings(**values)
