@@ -60,7 +60,7 @@ class RetrievalSettings(EmbeddingSettings, frozen=True, kw_only=True, forbid_unk
             description=(
                 "Where vectors are searched: `faiss` (in the serving process) or `milvus` "
                 "(a Milvus collection per index build, derived from the store like the "
-                'FAISS index). See docs/scaling.md.'
+                "FAISS index). See docs/scaling.md."
             )
         ),
     ] = "faiss"
