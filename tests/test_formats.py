@@ -12,7 +12,7 @@ import pytest
 from ingest.chunking import Chunker
 from ingest.extract import extract, sniff
 from ingest.extract.base import ExtractionLimits
-from tests import office_files
+from tests.support import office_files
 from tests.support.processes import Server
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ import pytest
 from ingest.errors import ExtractionFailed
 from ingest.extract.base import ExtractionLimits
 from ingest.sandbox import ExtractionSandbox
-from tests import hostile_files
+from tests.support import hostile_files
 from tests.support.data import dataset
 from tests.support.processes import Server, wait_jobs
 
