@@ -5,7 +5,7 @@ aiosqlite on a read-only connection, so an event loop never blocks. The SQL is t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiosqlite
 
@@ -21,38 +21,40 @@ from indexes.rows import (
 from indexes.schema import BUSY_TIMEOUT_MS, DATABASE_NAME
 
 
-async def connect_readonly(path: Path) -> aiosqlite.Connection:
-    """A read-only aiosqlite connection to a SQLite file."""
-    conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return conn
+class AsyncReader:
+    """A read-only aiosqlite connection to one SQLite file, and its two ways of reading."""
 
+    FILE_NAME = DATABASE_NAME
 
-class AsyncStoreReads:
     def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._store = conn
+        self._conn = conn
 
     @classmethod
-    async def open(cls, data_dir: Path) -> AsyncStoreReads:
-        return cls(await connect_readonly(data_dir / DATABASE_NAME))
+    async def open(cls, data_dir: Path) -> Self:
+        path = data_dir / cls.FILE_NAME
+        conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return cls(conn)
 
     async def close(self) -> None:
-        await self._store.close()
+        await self._conn.close()
 
-    @staticmethod
-    async def _one(conn: aiosqlite.Connection, sql: str, params: Any) -> Any:
-        async with conn.execute(sql, params) as cursor:
+    async def _one(self, sql: str, params: Any) -> Any:
+        async with self._conn.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
-    @staticmethod
-    async def _all(conn: aiosqlite.Connection, sql: str, params: Any) -> list[Any]:
-        async with conn.execute(sql, params) as cursor:
+    async def _all(self, sql: str, params: Any) -> list[Any]:
+        async with self._conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+
+class AsyncStoreReads(AsyncReader):
+    """Documents, chunks and collections of the store."""
 
     # -- documents ---------------------------------------------------------------------------
 
     async def document(self, document_id: int) -> DocumentRow:
-        row = await self._one(self._store, SELECT_DOCUMENT, (document_id,))
+        row = await self._one(SELECT_DOCUMENT, (document_id,))
         if row is None:
             raise DocumentNotFound(document_id)
         return document_row(row)
@@ -68,10 +70,10 @@ class AsyncStoreReads:
         """A page of documents, of `collection` or of any of `collections` when given."""
         if collection is not None:
             known = "SELECT 1 FROM collections WHERE name = ?"
-            if await self._one(self._store, known, (collection,)) is None:
+            if await self._one(known, (collection,)) is None:
                 raise CollectionNotFound(collection)
         query = documents_query(collection, limit, offset, collections)
-        rows = await self._all(self._store, *query)
+        rows = await self._all(*query)
         return [document_row(r) for r in rows]
 
     async def document_chunks(
@@ -80,7 +82,7 @@ class AsyncStoreReads:
         """A document's chunks in order; a page of them with `limit` (-1: all)."""
         await self.document(document_id)  # 404 for an unknown document
         sql = f"{SELECT_DOCUMENT_CHUNKS} LIMIT ? OFFSET ?"
-        rows = await self._all(self._store, sql, (document_id, limit, offset))
+        rows = await self._all(sql, (document_id, limit, offset))
         return [ChunkRow(*row) for row in rows]
 
     async def collections(self, names: list[str] | None) -> list[tuple[str, int, int]]:
@@ -93,9 +95,9 @@ class AsyncStoreReads:
         if names is not None:
             sql += f" WHERE c.name IN ({','.join('?' * len(names))})"
             params = tuple(names)
-        rows = await self._all(self._store, sql + " GROUP BY c.id ORDER BY c.name", params)
+        rows = await self._all(sql + " GROUP BY c.id ORDER BY c.name", params)
         return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def document_count(self) -> int:
-        row = await self._one(self._store, "SELECT COUNT(*) FROM documents", ())
+        row = await self._one("SELECT COUNT(*) FROM documents", ())
         return int(row[0])

@@ -27,7 +27,7 @@ from indexes import recovery, snapshot
 from indexes.errors import CollectionNotFound, ModelMismatch, StoreMissing
 from indexes.fusion import FusionParams, Mode, SearchFilter
 from indexes.lexical import DEFAULT_B, DEFAULT_K1, Analyzer
-from indexes.reader import IndexReader, SearchHit, Stage, no_stage
+from indexes.reader import IndexReader, SearchHit, StageTimer, no_stage
 from indexes.recovery import LexicalSettings
 from indexes.rows import ChunkEmbedding, NewDocument
 from indexes.schema import DATABASE_NAME
@@ -416,7 +416,7 @@ class Catalog(StoreReads):
         mode: Mode = "dense",
         filters: SearchFilter | None = None,
         fusion: FusionParams | None = None,
-        stage: Stage = no_stage,
+        stage: StageTimer = no_stage,
     ) -> list[SearchHit]:
         """See `IndexReader.retrieve`."""
         return self.reader.retrieve(

@@ -33,7 +33,7 @@ _FILTER_CACHE_SIZE = 64
 _DONE = object()
 
 
-Stage = Callable[[str], AbstractContextManager[Any]]
+StageTimer = Callable[[str], AbstractContextManager[Any]]
 """Wraps each stage of a retrieval (`dense`, `lexical`, `fuse`): the service's traces."""
 
 
@@ -61,6 +61,9 @@ class SearchHit(msgspec.Struct, frozen=True):
     """How many retrievers had the chunk among their candidates (2 in hybrid: both agree)."""
     location: str | None = None
     """Where in the document the chunk lies beyond pages (heading path, slide, sheet, rows)."""
+    rerank_score: float | None = None
+    """A cross-encoder's score of the chunk for the query, when a reranker (above the index)
+    ordered the hits; `score` stays the mode's own."""
 
 
 class ReadWriteLock:
@@ -179,7 +182,7 @@ class IndexReader:
         mode: Mode = "dense",
         filters: SearchFilter | None = None,
         fusion: FusionParams | None = None,
-        stage: Stage = no_stage,
+        stage: StageTimer = no_stage,
     ) -> list[SearchHit]:
         """Top-k chunks by dense similarity, BM25, or both fused, among chunks that match
         `filters` (k of them whenever k match). `vector` is needed for dense and hybrid,

@@ -223,7 +223,7 @@ def test_the_sentence_holding_the_kind_of_thing_asked_ranks_first_without_raisin
     None
 ):
     passage = Passage(
-        number=1, chunk_id=1, document_id=1, source_name="hulls.pdf", text="", score=0.6
+        number=1, chunk_id=1, document_id=1, source_name="hulls.pdf", text="", similarity=0.6
     )
     topic = "Title V creates a new form of protection for the design of vessel hulls."
     duration = "Protection lasts ten years from registration."

@@ -67,7 +67,10 @@ def test_the_reranker_orders_the_candidates_by_its_own_scores(
     scores = reranker.rerank(question, [hit.text for hit in plain])
     expected = [plain[i].chunk_id for i in np.argsort(-scores, kind="stable")[:3]]
     assert [hit.chunk_id for hit in reranked] == expected
-    assert [hit.score for hit in reranked] == pytest.approx(sorted(scores, reverse=True)[:3])
+    assert [hit.rerank_score for hit in reranked] == pytest.approx(sorted(scores, reverse=True)[:3])
+    # The mode's own score stays beside it: one meaning per name.
+    by_id = {hit.chunk_id: hit.score for hit in plain}
+    assert [hit.score for hit in reranked] == [by_id[hit.chunk_id] for hit in reranked]
     # Beyond the candidates nothing moves: with one candidate the rest keep their order.
     one = Settings(reranker=str(cross_encoder), reranker_candidates=1)
     kept = retrieve(catalog, embedder, one, question, k=5, reranker=reranker).hits
@@ -95,7 +98,7 @@ def test_search_on_the_command_line_uses_the_configured_reranker(
     hits = json.loads(found.stdout)
     reranker = CrossEncoderReranker(str(cross_encoder))
     scores = reranker.rerank("tides and the moon", [h["text"] for h in hits])
-    assert [h["score"] for h in hits] == pytest.approx(list(scores), abs=1e-5)
+    assert [h["rerank_score"] for h in hits] == pytest.approx(list(scores), abs=1e-5)
     assert list(scores) == sorted(scores, reverse=True)
 
 

@@ -307,14 +307,17 @@ def test_search_and_query_order_sources_and_name_their_scores_as_documented(
     assert scores == sorted(scores, reverse=True) and len(results) == 4
     answer = client.post("/query", json={"question": question, "k": 4}).json()
     sources = answer["sources"]
-    # /query: sources numbered in the same retrieval order; their `score` is the cosine
-    # similarity to the question, so it need not fall with the number.
+    # /query: sources numbered in the same retrieval order, with the same `score` (the
+    # mode's) and `similarity` (the cosine to the question, on which confidence is computed,
+    # so it need not fall with the number).
     assert [s["number"] for s in sources] == [1, 2, 3, 4]
     assert [(s["document_id"], s["char_start"]) for s in sources] == [
         (hit["document_id"], hit["char_start"]) for hit in results
     ]
     for source, hit in zip(sources, results, strict=True):
-        assert source["score"] == pytest.approx(hit["similarity"], abs=1e-4)
+        assert source["score"] == pytest.approx(hit["score"], abs=1e-4)
+        assert source["similarity"] == pytest.approx(hit["similarity"], abs=1e-4)
+        assert source["rerank_score"] is None and hit["rerank_score"] is None
     assert sources[0]["source_name"] == "ferry.txt" and sources[0]["cited"]
 
 

@@ -18,7 +18,13 @@ class Passage(msgspec.Struct, frozen=True):
     document_id: int
     source_name: str
     text: str
-    score: float
+    similarity: float
+    """The cosine similarity of the passage to the question, on which confidence is
+    calibrated, whatever ranked it."""
+    score: float = 0.0
+    """The rank score of the retrieval mode that found it (cosine, BM25 or fused)."""
+    rerank_score: float | None = None
+    """A reranker's score, when one ordered the passages."""
     page_start: int | None = None
     page_end: int | None = None
     char_start: int = 0

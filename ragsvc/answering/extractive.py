@@ -293,7 +293,7 @@ class ExtractiveBackend:
         others = [float(scores[i]) for i, (p, _) in enumerate(scored.candidates) if p.number != own]
         lead = min(MAX_LEAD, float(scores[best]) - max(others)) if others else MAX_LEAD
         kind = 0.0 if not scored.asked else (1.0 if scored.kind[best] else -1.0)
-        passage = max(p.score for p in passages)
+        passage = max(p.similarity for p in passages)
         return chosen, Evidence(passage, sentence, lead, kind)
 
     def _borderline(self, evidence: Evidence) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 
 import jsonschema
 
-from indexes.reader import Stage, no_stage
+from indexes.reader import StageTimer, no_stage
 from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ragsvc.answering.base import NOT_FOUND, Answer, Passage
@@ -95,7 +95,7 @@ class GenerativeBackend:
         self.calls = 0
         """Requests sent to the LLM server (each retry is one), and those that failed."""
         self.errors = 0
-        self.stage: Stage = no_stage
+        self.stage: StageTimer = no_stage
         """Wraps each call to the LLM server (the service's traces)."""
 
     def _complete(self, request: ChatRequest) -> Completion:
@@ -246,7 +246,7 @@ class GenerativeBackend:
             raise SchemaMismatch(
                 f"{self.name}'s reply does not match response_schema at {where}: {error.message}"
             ) from None
-        confidence = round(0.45 * _logistic(used[0].score), 4) if used else 0.0
+        confidence = round(0.45 * _logistic(used[0].similarity), 4) if used else 0.0
         return Answer(
             completion.text,
             [],
@@ -280,7 +280,7 @@ class GenerativeBackend:
             )
 
         if not text or text.startswith(NOT_FOUND_MARK):
-            return answer(NOT_FOUND, [], round(0.2 * _logistic(used[0].score), 4))
+            return answer(NOT_FOUND, [], round(0.2 * _logistic(used[0].similarity), 4))
         checked, citations, dropped = self.check_citations(text, used)
         confidence = self.confidence(question, used, citations, dropped)
         if confidence < self.min_confidence or not citations:
@@ -326,7 +326,7 @@ class GenerativeBackend:
     def confidence(
         self, question: str, passages: list[Passage], cited: list[int], dropped: int
     ) -> float:
-        scores = sorted((p.score for p in passages), reverse=True)
+        scores = sorted((p.similarity for p in passages), reverse=True)
         retrieval = _logistic(scores[0])
         margin = min(1.0, (scores[0] - scores[1]) / 0.10) if len(scores) > 1 else 1.0
         total = len(cited) + dropped

@@ -21,10 +21,10 @@ from ragsvc.answering.chat import BackendError
 from ragsvc.api.auth import visible, visible_collections
 from ragsvc.api.common import in_thread, ms
 from ragsvc.api.schemas import (
+    AnswerSource,
     Filters,
     QueryRequest,
     QueryResponse,
-    Source,
     Timings,
 )
 from ragsvc.api.services import Services
@@ -105,7 +105,7 @@ async def _answer_question(
     record = msgspec.structs.replace(
         record,
         chunk_ids=[p.chunk_id for p in passages],
-        scores=[round(p.score, 4) for p in passages],
+        scores=[round(p.similarity, 4) for p in passages],
         backend=backend.name,
         embed_ms=retrieval.embed_ms,
         search_ms=retrieval.search_ms,
@@ -163,7 +163,7 @@ def query_response(
 ) -> QueryResponse:
     answer_ms = ms(answer_seconds)
     sources = [
-        Source(
+        AnswerSource(
             number=p.number,
             document_id=p.document_id,
             source_name=p.source_name,
@@ -173,6 +173,8 @@ def query_response(
             char_end=p.char_end,
             snippet=readable(p.text)[:SNIPPET_CHARS],
             score=round(p.score, 4),
+            similarity=round(p.similarity, 4),
+            rerank_score=None if p.rerank_score is None else round(p.rerank_score, 4),
             cited=p.number in answer.citations,
             location=p.location,
             quote=answer.quotes.get(p.number),

@@ -79,12 +79,62 @@ class Timings(msgspec.Struct, frozen=True):
     total_ms: float = 0.0
 
 
+class SearchResult(msgspec.Struct, frozen=True):
+    """One chunk `/search` found, best first."""
+
+    chunk_id: int
+    document_id: int
+    source_name: str
+    collection: str
+    ordinal: int
+    """The chunk's place in its document, from 0."""
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    text: str
+    score: float
+    """The rank score of the mode used: cosine similarity (dense), BM25 (lexical) or the
+    fused score (hybrid). Compare scores within one response only."""
+    similarity: float | None = None
+    """The cosine similarity to the query, whatever ranked the chunk (none in lexical mode,
+    which embeds no query)."""
+    rerank_score: float | None = None
+    """The reranker's score, when one is configured; it then decides the order."""
+    retrievers: int = 1
+    """How many retrievers had the chunk among their candidates (2 in hybrid: both agree)."""
+    location: str | None = None
+    """Where in the document beyond pages: heading path, slide, sheet and rows."""
+
+    @classmethod
+    def of(cls, hit: SearchHit) -> SearchResult:
+        return cls(
+            chunk_id=hit.chunk_id,
+            document_id=hit.document_id,
+            source_name=hit.source_name,
+            collection=hit.collection,
+            ordinal=hit.ordinal,
+            page_start=hit.page_start,
+            page_end=hit.page_end,
+            char_start=hit.char_start,
+            char_end=hit.char_end,
+            text=hit.text,
+            score=hit.score,
+            similarity=hit.similarity,
+            rerank_score=hit.rerank_score,
+            retrievers=hit.retrievers,
+            location=hit.location,
+        )
+
+
 class SearchResponse(msgspec.Struct, frozen=True):
-    results: list[SearchHit]
+    results: list[SearchResult]
     timings: Timings
 
 
-class Source(msgspec.Struct, frozen=True):
+class AnswerSource(msgspec.Struct, frozen=True):
+    """A passage an answer was made from, numbered as the answer cites it."""
+
     number: int
     document_id: int
     source_name: str
@@ -95,11 +145,17 @@ class Source(msgspec.Struct, frozen=True):
     snippet: str
     """The start of the passage as a reader sees it (line-end hyphens joined)."""
     score: float
+    """The rank score of the mode that found the passage, as in `/search`."""
+    similarity: float
+    """The passage's cosine similarity to the question, on which `confidence` is computed
+    (it need not fall with the number: the mode's score ordered them)."""
     cited: bool
     location: str | None = None
     """Where in the document beyond pages: heading path, slide, sheet and rows."""
     quote: str | None = None
     """The text the answer quotes from this source (the extractive answerer quotes)."""
+    rerank_score: float | None = None
+    """The reranker's score, when one is configured."""
 
 
 class QueryResponse(msgspec.Struct, frozen=True):
@@ -107,7 +163,7 @@ class QueryResponse(msgspec.Struct, frozen=True):
     answerable: bool
     confidence: float
     backend: str
-    sources: list[Source]
+    sources: list[AnswerSource]
     timings: Timings
     model: str | None = None
     template: str | None = None

@@ -16,6 +16,7 @@ from ragsvc.api.schemas import (
     QueryResponse,
     SearchRequest,
     SearchResponse,
+    SearchResult,
 )
 from ragsvc.interactions.log import (
     Interaction,
@@ -37,7 +38,7 @@ async def search(state: State, principal: Caller, data: JSONBody[SearchRequest])
         data.mode,
         data.filters,
     )
-    return SearchResponse(retrieved.hits, timings)
+    return SearchResponse([SearchResult.of(hit) for hit in retrieved.hits], timings)
 
 
 @post(

@@ -39,7 +39,7 @@ from ragsvc.cli.common import (
 from ragsvc.errors import BadRequest
 from ragsvc.factory import make_embedder, make_query_embedder, open_catalog
 from ragsvc.retrieval.reranker import load_reranker
-from ragsvc.retrieval.retriever import retrieve
+from ragsvc.retrieval.retriever import rank_score, retrieve
 from ragsvc.settings import Settings
 
 
@@ -166,7 +166,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     for rank, hit in enumerate(hits, start=1):
         where = pages(hit.page_start, hit.page_end)
         print(
-            f"{rank:>2}. {hit.score:.3f}  doc {hit.document_id} {hit.source_name}{where}  "
+            f"{rank:>2}. {rank_score(hit):.3f}  doc {hit.document_id} {hit.source_name}{where}  "
             f"chunk {hit.ordinal} [{hit.collection}]"
         )
         snippet = " ".join(hit.text.split())

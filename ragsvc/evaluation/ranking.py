@@ -24,7 +24,7 @@ from ragsvc.evaluation.statistics import bootstrap_interval, paired_test
 from ragsvc.evaluation.tuning import DEEP, TOP, documents
 from ragsvc.factory import make_embedder, make_pipeline
 from ragsvc.retrieval.reranker import Reranker
-from ragsvc.retrieval.retriever import retrieve
+from ragsvc.retrieval.retriever import rank_score, retrieve
 from ragsvc.settings import Settings
 
 COLLECTION = "beir"
@@ -143,7 +143,7 @@ def _ranking(
         filters=SearchFilter(collection=COLLECTION),
         reranker=reranker,
     ).hits
-    scored = ((hit.document_id, hit.score) for hit in hits)
+    scored = ((hit.document_id, rank_score(hit)) for hit in hits)
     return documents(scored, owner, settings.eval_document_share)
 
 

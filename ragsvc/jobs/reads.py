@@ -3,12 +3,7 @@ connection, so an event loop never blocks. The SQL is the queue's own (`SELECT_J
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import aiosqlite
-
-from indexes.async_reads import connect_readonly
+from indexes.async_reads import AsyncReader
 from ragsvc.jobs.queue import (
     COUNT_BY_STATE,
     QUEUE_NAME,
@@ -20,29 +15,13 @@ from ragsvc.jobs.queue import (
 )
 
 
-class AsyncJobReads:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._jobs = conn
+class AsyncJobReads(AsyncReader):
+    """Jobs of the queue."""
 
-    @classmethod
-    async def open(cls, data_dir: Path) -> AsyncJobReads:
-        return cls(await connect_readonly(data_dir / QUEUE_NAME))
-
-    async def close(self) -> None:
-        await self._jobs.close()
-
-    @staticmethod
-    async def _one(conn: aiosqlite.Connection, sql: str, params: Any) -> Any:
-        async with conn.execute(sql, params) as cursor:
-            return await cursor.fetchone()
-
-    @staticmethod
-    async def _all(conn: aiosqlite.Connection, sql: str, params: Any) -> list[Any]:
-        async with conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+    FILE_NAME = QUEUE_NAME
 
     async def job(self, job_id: str) -> Job:
-        row = await self._one(self._jobs, SELECT_JOB, (job_id,))
+        row = await self._one(SELECT_JOB, (job_id,))
         if row is None:
             raise JobNotFound(job_id)
         return job_from_row(row)
@@ -53,7 +32,7 @@ class AsyncJobReads:
     async def job_page(
         self, state: str | None, collections: list[str] | None, limit: int, offset: int
     ) -> list[Job]:
-        rows = await self._all(self._jobs, *jobs_query(state, collections, limit, offset))
+        rows = await self._all(*jobs_query(state, collections, limit, offset))
         return [job_from_row(r) for r in rows]
 
     async def job_counts(self, collections: list[str] | None = None) -> dict[str, int]:
@@ -63,4 +42,4 @@ class AsyncJobReads:
             marks = ",".join("?" * len(collections))
             sql = f"SELECT state, COUNT(*) FROM jobs WHERE collection IN ({marks}) GROUP BY state"
             params = tuple(collections)
-        return {str(r[0]): int(r[1]) for r in await self._all(self._jobs, sql, params)}
+        return {str(r[0]): int(r[1]) for r in await self._all(sql, params)}

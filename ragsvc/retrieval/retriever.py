@@ -12,7 +12,7 @@ import numpy as np
 
 from indexes import Catalog, SearchHit
 from indexes.fusion import Mode, SearchFilter
-from indexes.reader import Stage, no_stage
+from indexes.reader import StageTimer, no_stage
 from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ragsvc.answering.base import Passage
@@ -38,13 +38,13 @@ def retrieve(
     mode: Mode | None = None,
     filters: SearchFilter | None = None,
     need_vector: bool = False,
-    stage: Stage = no_stage,
+    stage: StageTimer = no_stage,
     reranker: Reranker | None = None,
 ) -> Retrieved:
     """Top-k hits for `text`. Lexical retrieval embeds nothing unless `need_vector` (an
     answer needs the vector, and then hits also carry their similarity). With a `reranker`,
-    the first `reranker_candidates` hits are ordered again by it (their `score` becomes its
-    score) before the k best are kept."""
+    the first `reranker_candidates` hits are ordered again by it (its score is their
+    `rerank_score`; `score` stays the mode's) before the k best are kept."""
     mode = mode or settings.retrieval_mode
     started = time.perf_counter()
     vector = None
@@ -67,16 +67,23 @@ def retrieve(
             head = hits[: settings.reranker_candidates]
             scores = reranker.rerank(text, [hit.text for hit in head])
             order = np.argsort(-scores, kind="stable")
-            hits = [msgspec.structs.replace(head[i], score=float(scores[i])) for i in order] + hits[
-                len(head) :
+            reranked = [
+                msgspec.structs.replace(head[i], rerank_score=float(scores[i])) for i in order
             ]
+            hits = reranked + hits[len(head) :]
     return Retrieved(hits[:k], vector, embedded - started, time.perf_counter() - embedded)
 
 
+def rank_score(hit: SearchHit) -> float:
+    """What ordered the hit: the reranker's score when one did, else the mode's."""
+    return hit.rerank_score if hit.rerank_score is not None else hit.score
+
+
 def passages(catalog: Catalog, hits: list[SearchHit]) -> list[Passage]:
-    """Hits numbered from 1 for an answerer; their score is the cosine similarity, on which
-    answer confidence is calibrated, whatever ranked them. Each carries its sentences' stored
-    vectors when its text is a whole stored chunk (not widened by neighbours)."""
+    """Hits numbered from 1 for an answerer, with the cosine similarity on which answer
+    confidence is calibrated (whatever ranked them) beside the rank scores. Each carries its
+    sentences' stored vectors when its text is a whole stored chunk (not widened by
+    neighbours)."""
     stored = catalog.chunk_sentences([h.chunk_id for h in hits])
     result = []
     for number, hit in enumerate(hits, start=1):
@@ -92,7 +99,9 @@ def passages(catalog: Catalog, hits: list[SearchHit]) -> list[Passage]:
                 document_id=hit.document_id,
                 source_name=hit.source_name,
                 text=hit.text,
-                score=hit.similarity if hit.similarity is not None else hit.score,
+                similarity=hit.similarity if hit.similarity is not None else hit.score,
+                score=hit.score,
+                rerank_score=hit.rerank_score,
                 page_start=hit.page_start,
                 page_end=hit.page_end,
                 char_start=hit.char_start,
@@ -136,7 +145,7 @@ def mmr(
     while remaining and len(chosen) < k:
 
         def value(hit: SearchHit) -> float:
-            relevance = hit.similarity if hit.similarity is not None else hit.score
+            relevance = hit.similarity if hit.similarity is not None else rank_score(hit)
             redundancy = max(
                 (float(vectors[hit.chunk_id] @ vectors[c.chunk_id]) for c in chosen), default=0.0
             )

@@ -48,7 +48,7 @@ class Tracer:
             yield span
 
     def stage(self, name: str) -> AbstractContextManager[Any]:
-        """A child span for a stage of retrieval (the `indexes.reader.Stage` hook)."""
+        """A child span for a stage of retrieval (the `indexes.reader.StageTimer` hook)."""
         return self.span(name)
 
 
