@@ -10,6 +10,7 @@ import pytest
 
 from indexes import Catalog
 from ragsvc.cli import main
+from ragsvc.security.audit import AuditLog
 from tests.support.data import dataset, write_corpus
 
 
@@ -22,7 +23,7 @@ def _run(capsys: pytest.CaptureFixture[str], data_dir: Path, *args: str) -> tupl
 def _snapshot(data_dir: Path) -> tuple[object, ...]:
     with Catalog.open(data_dir, readonly=True) as catalog:
         stats = catalog.stats()
-        documents = [(d.id, d.sha256, d.chunk_count) for d in catalog.store.documents()]
+        documents = [(d.id, d.sha256, d.chunk_count) for d in catalog.all_documents()]
     return stats.store_change_seq, stats.chunks, stats.vectors_in_index_file, documents
 
 
@@ -49,6 +50,31 @@ def test_ingest_search_stats_delete(populated: Path, capsys: pytest.CaptureFixtu
     _, chunks, vectors, documents = _snapshot(populated)
     assert chunks == vectors == stats["chunks"] - deleted_chunks
     assert [d[0] for d in documents] == [2, 3]  # type: ignore[union-attr]
+
+
+def test_writes_are_audited_with_the_cli_actor(
+    populated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command that writes leaves an audit entry, as the API's writes do: what, the
+    `cli` actor, where it ran, and how it ended (a refusal included)."""
+    assert _run(capsys, populated, "delete", "2")[0] == 0
+    assert _run(capsys, populated, "delete", "999")[0] == 2
+    assert _run(capsys, populated, "rebuild")[0] == 0
+    audit = AuditLog.open(populated)
+    try:
+        entries = audit.tail(10)
+    finally:
+        audit.close()
+    seen = [(e.actor, e.action, e.target, e.outcome) for e in entries]
+    assert (
+        seen[0][:2] == ("cli", "ingest")
+        and seen[0][3] == "ok: 3 added, 0 replaced, 0 unchanged, 0 failed"
+    )
+    assert seen[1] == ("cli", "delete", "document 2 (seed/doc-0001.txt) in default", "ok")
+    assert seen[2][:3] == ("cli", "delete", "document 999")
+    assert seen[2][3].startswith("refused: document 999 does not exist")
+    assert seen[3][:2] == ("cli", "rebuild") and seen[3][3] == "ok"
+    assert all(e.client.startswith("cli:") for e in entries)
 
 
 def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
