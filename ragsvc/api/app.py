@@ -1,7 +1,9 @@
-"""The HTTP service: `create_app(settings, ...)` builds the Litestar application.
+"""The HTTP service: `create_app(settings, ...)` builds the Litestar application from the route
+modules beside this one (one per family of endpoints) and opens `services.Services` in its
+lifespan.
 
 The server process only reads documents. Ingestion runs in a worker process it starts and
-supervises (`supervisor.py`), the single writer of documents; the server follows what the
+supervises (`jobs/supervisor.py`), the single writer of documents; the server follows what the
 worker commits through the store's change log (`refresh_interval`), and moves to an index
 rebuilt elsewhere without a restart. It writes job rows (uploads) to the job queue, deletes
 documents, and saves index snapshots.
@@ -9,7 +11,7 @@ documents, and saves index snapshots.
 Parts (query embedder, answering backends) can be passed in, so tests build the app with
 real or fake parts without patching; whatever is not passed is built from the settings. Every
 resource opens in the lifespan and lives on `app.state.services`. Handlers are async: plain
-reads go through aiosqlite (`async_reads.py`); retrieval and answering, which use numpy,
+reads go through aiosqlite (`indexes/async_reads.py`, `jobs/reads.py`); retrieval and answering, which use numpy,
 FAISS and the model, run in worker threads, so the event loop never blocks.
 """
 

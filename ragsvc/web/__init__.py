@@ -2,7 +2,7 @@
 answer and its sources. Three static files in this folder, served as they are: no build step,
 nothing fetched from elsewhere (the Content-Security-Policy allows this origin only). The page
 itself holds no data, so it is public; its API calls carry the key kept in the tab's session
-storage, and without keys the loopback rules of `auth.py` apply to them as to any client.
+storage, and without keys the loopback rules of `api/auth.py` apply to them as to any client.
 """
 
 from __future__ import annotations
