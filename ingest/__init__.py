@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         load_query_embedder,
     )
     from ingest.errors import (
+        DocumentError,
         EmbedderUnavailable,
         EmptyDocument,
         EncryptedDocument,
@@ -46,6 +47,7 @@ _HOMES = {
         "EmptyDocument",
         "EncryptedDocument",
         "ExtractionFailed",
+        "DocumentError",
         "IngestError",
         "InputNotFound",
         "InvalidRecord",
@@ -70,6 +72,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_MODEL",
     "Chunker",
+    "DocumentError",
     "DocumentOutcome",
     "Embedder",
     "EmbedderConfig",

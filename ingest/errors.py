@@ -1,33 +1,38 @@
-"""Exceptions raised while turning bytes into chunks and vectors.
+"""Exceptions raised while turning bytes into chunks and vectors, under one root, `IngestError`.
 
-Every `IngestError` is a per-document failure with a reason a user can act on; the pipeline
-records it and goes on with the next document. Anything else is a bug and aborts the run.
+Every `DocumentError` is a per-document failure with a reason a user can act on; the pipeline
+records it and goes on with the next document. The others refuse the whole run. Anything
+else is a bug and aborts the run.
 
     IngestError
-    ├── EmptyDocument        zero bytes, or no extractable text (e.g. a scan with no text layer)
-    ├── UnsupportedType      content sniffing found no extractor (binary data, archives, images)
-    ├── ExtractionFailed     the extractor could not read the file (corrupt or malformed)
-    │   └── EncryptedDocument  a password is required
-    └── InvalidRecord        a JSONL line that is not a {"_id", "title", "text"} object
-
-    EmbedderUnavailable      (own root) the configured embedder or model cannot be loaded
-    InputNotFound            (own root) a path given to ingest does not exist; nothing is ingested
+    ├── DocumentError            one document could not be ingested
+    │   ├── EmptyDocument        zero bytes, or no extractable text (a scan with no text layer)
+    │   ├── UnsupportedType      content sniffing found no extractor (binary data, archives)
+    │   ├── ExtractionFailed     the extractor could not read the file (corrupt or malformed)
+    │   │   └── EncryptedDocument  a password is required
+    │   └── InvalidRecord        a JSONL line that is not a {"_id", "title", "text"} object
+    ├── EmbedderUnavailable      the configured embedder or model cannot be loaded
+    └── InputNotFound            a path given to ingest does not exist; nothing is ingested
 """
 
 
 class IngestError(Exception):
+    """The root of ingestion's errors."""
+
+
+class DocumentError(IngestError):
     """A document could not be ingested; the message says why."""
 
 
-class EmptyDocument(IngestError):
+class EmptyDocument(DocumentError):
     pass
 
 
-class UnsupportedType(IngestError):
+class UnsupportedType(DocumentError):
     pass
 
 
-class ExtractionFailed(IngestError):
+class ExtractionFailed(DocumentError):
     pass
 
 
@@ -35,13 +40,13 @@ class EncryptedDocument(ExtractionFailed):
     pass
 
 
-class InvalidRecord(IngestError):
+class InvalidRecord(DocumentError):
     pass
 
 
-class EmbedderUnavailable(Exception):
+class EmbedderUnavailable(IngestError):
     """The configured embedder or model cannot be loaded (not a per-document error)."""
 
 
-class InputNotFound(Exception):
+class InputNotFound(IngestError):
     """A path given to ingest does not exist (the whole request is refused)."""

@@ -13,7 +13,7 @@ model, and texts embedded earlier in the same run, are reused. An embedder that 
 vectors from the chunk's own forward pass (`SentenceEmbedder`) stores them beside the chunk's.
 
 Each pool is one transaction, so a document is stored complete or not at all; a per-document
-`IngestError` is reported as a failure and the run goes on.
+`DocumentError` is reported as a failure and the run goes on.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import msgspec
 from indexes import Catalog, ChunkEmbedding, NewChunk, NewDocument
 from ingest.chunking import Chunker, sentence_spans
 from ingest.embed.base import Embedder, SentenceEmbedder
-from ingest.errors import EmptyDocument, IngestError
+from ingest.errors import DocumentError, EmptyDocument
 from ingest.extract import Extracted, extract
 from ingest.sources import Loaded, Source
 
@@ -308,7 +308,7 @@ class IngestPipeline:
             document, capped = build_document(
                 loaded, source.name, collection, metadata, self.extractor, self.chunker
             )
-        except IngestError as error:
+        except DocumentError as error:
             return DocumentOutcome(source.name, "failed", source.key, reason=str(error))
         except OSError as error:
             reason = f"cannot read: {error.strerror}"
@@ -348,7 +348,7 @@ def build_document(
 ) -> tuple[NewDocument, str | None]:
     """Extract (unless the source is text already) and chunk: the document to embed, and
     what its uploader should be told (a limit that cut it short, pages left out or read by
-    OCR: `Extracted.notice`), if anything. Raises `IngestError` subclasses."""
+    OCR: `Extracted.notice`), if anything. Raises `DocumentError` subclasses."""
     loaded = new.loaded
     extracted = loaded.extracted or extractor(loaded.data, name)
     metadata = {**metadata, **loaded.metadata}

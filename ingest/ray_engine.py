@@ -18,7 +18,7 @@ start, long before the window ends. Each window starts its actors afresh
 
 Nothing is lost or stored twice when any part dies: a document is acknowledged (reported)
 only after its transaction commits, and a run started again skips what was committed by
-content hash. `IngestError`s of one document are reported as its failure; anything else
+content hash. `DocumentError`s of one document are reported as its failure; anything else
 (an actor that keeps dying, a lost cluster) fails the run, as in the local pipeline.
 
 `RayIngestPipeline.run` has `IngestPipeline.run`'s signature, so the service's job runner
@@ -41,7 +41,7 @@ import numpy as np
 from indexes import Catalog, ChunkEmbedding, NewChunk, NewDocument
 from ingest.chunking import Chunker
 from ingest.embed import EmbedderConfig, load_embedder
-from ingest.errors import EmbedderUnavailable, IngestError
+from ingest.errors import DocumentError, EmbedderUnavailable
 from ingest.extract.base import ExtractionLimits
 from ingest.pipeline import (
     END,
@@ -146,7 +146,7 @@ class DocumentWorker:
                 document, note = build_document(
                     _new_bytes(work), work.name, work.collection, {}, self.extractor, self.chunker
                 )
-            except IngestError as error:
+            except DocumentError as error:
                 results.append(Embedded(work.key, work.name, reason=str(error)))
                 continue
             prepared.append((work, document, note))
@@ -333,7 +333,7 @@ class RayIngestPipeline:
             if on_stage is not None:
                 on_stage(source.key, "extracting", None, None)
             new = load_new(self.catalog, source, collection)
-        except IngestError as error:
+        except DocumentError as error:
             return DocumentOutcome(source.name, "failed", source.key, reason=str(error))
         except OSError as error:
             reason = f"cannot read: {error.strerror}"

@@ -34,7 +34,7 @@ from typing import IO, Any
 import msgspec
 
 from ingest import errors
-from ingest.errors import ExtractionFailed, IngestError
+from ingest.errors import DocumentError, ExtractionFailed
 from ingest.extract import extract
 from ingest.extract.base import Extracted, ExtractionLimits
 
@@ -98,7 +98,7 @@ class ExtractionSandbox:
         return self.extract(data, name)
 
     def extract(self, data: bytes, name: str = "") -> Extracted:
-        """Like `ingest.extract.extract`, in the child; raises an `IngestError` subclass."""
+        """Like `ingest.extract.extract`, in the child; raises an `DocumentError` subclass."""
         with self._lock:
             process = self._running()
             assert process.stdin is not None and process.stdout is not None
@@ -124,7 +124,7 @@ class ExtractionSandbox:
         if reply.extracted is not None:
             return reply.extracted
         kind = getattr(errors, reply.error_kind or "", ExtractionFailed)
-        if not (isinstance(kind, type) and issubclass(kind, IngestError)):
+        if not (isinstance(kind, type) and issubclass(kind, DocumentError)):
             kind = ExtractionFailed
         raise kind(reply.error or "extraction failed")
 
@@ -234,7 +234,7 @@ def _serve(parent: int) -> None:
             del frame
             reply = _Reply(extracted=extract(request.data, request.name, limits))
             del request
-        except IngestError as error:
+        except DocumentError as error:
             reply = _Reply(error_kind=type(error).__name__, error=str(error))
         except MemoryError:
             # Possibly mid-frame: this child cannot go on; the parent starts another.

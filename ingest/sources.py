@@ -34,7 +34,7 @@ class Source(Protocol):
     """Identifies this source in outcomes and stage reports; never changes."""
 
     def load(self) -> Loaded:
-        """Read the document; raise an `IngestError` subclass when it cannot be."""
+        """Read the document; raise an `DocumentError` subclass when it cannot be."""
         ...
 
 

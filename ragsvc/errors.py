@@ -1,6 +1,15 @@
-"""The service's errors: `RagsvcError`, the root; `ConfigurationError` (settings, templates, the
-reranker) and `ServiceError`, a refused request, whose statuses `api.problems` maps to RFC 9457
-problem-details JSON with those of the lower packages:
+"""The service's errors, under one root, `RagsvcError`, as `indexes` has `IndexesError` and
+`ingest` has `IngestError`: the CLI refuses (exit 2) on any of the three roots, and
+`api.problems` maps the service's and the index's to RFC 9457 problem-details JSON.
+
+    RagsvcError
+    ├── ConfigurationError     a setting, template or reranker that cannot be used
+    ├── ServiceError           a refused request, its status on the class (below)
+    ├── answering.chat.BackendError, answering.StructuredOutputUnsupported
+    ├── jobs.queue.JobNotCancellable, interactions.log.FeedbackUnavailable
+    └── api.auth.BindRefused, jobs.worker.WorkerBusy, cli.common.CommandError
+
+The HTTP statuses:
 
     ServiceError                      (this module; status on the class)
     ├── BadRequest              400   malformed metadata, empty upload, bad parameters, JSON

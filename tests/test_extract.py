@@ -7,7 +7,13 @@ import os
 
 import pytest
 
-from ingest import EmptyDocument, EncryptedDocument, ExtractionFailed, IngestError, UnsupportedType
+from ingest import (
+    DocumentError,
+    EmptyDocument,
+    EncryptedDocument,
+    ExtractionFailed,
+    UnsupportedType,
+)
 from ingest.extract import extract, sniff
 from tests.support.data import dataset
 
@@ -113,7 +119,7 @@ def test_every_malformed_pdf_reads_or_fails_with_a_reason() -> None:
         path = root / str(row["file"])
         try:
             extracted = extract(path.read_bytes(), path.name)
-        except IngestError as error:
+        except DocumentError as error:
             failed.append(path.name)
             assert str(error), path
             # What pypdf alone read (the manifest's record) is still read.

@@ -105,7 +105,7 @@ def _zip_format(data: bytes) -> str | None:
 
 
 def extract(data: bytes, name: str = "", limits: ExtractionLimits | None = None) -> Extracted:
-    """Sniff and extract within `limits`; raises an `IngestError` subclass with the reason
+    """Sniff and extract within `limits`; raises an `DocumentError` subclass with the reason
     on failure."""
     limits = limits or ExtractionLimits()
     media_type, text = _sniff(data, name)

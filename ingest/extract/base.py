@@ -104,7 +104,7 @@ class Extractor(Protocol):
     media_type: str
 
     def extract(self, data: bytes) -> Extracted:
-        """Extract text; raise an `IngestError` subclass for a document that cannot be read."""
+        """Extract text; raise an `DocumentError` subclass for a document that cannot be read."""
         ...
 
 

@@ -26,10 +26,12 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import msgspec
 
+from ragsvc.errors import RagsvcError
+
 T = TypeVar("T")
 
 
-class BackendError(Exception):
+class BackendError(RagsvcError):
     """The LLM backend could not produce an answer."""
 
 

@@ -45,9 +45,10 @@ from ingest.chunking import sentence_spans
 from ingest.cleaning import readable
 from ragsvc.answering.base import NOT_FOUND, Answer, Passage
 from ragsvc.answering.sentences import answer_kind, quotable
+from ragsvc.errors import RagsvcError
 
 
-class StructuredOutputUnsupported(ValueError):
+class StructuredOutputUnsupported(RagsvcError, ValueError):
     """A response schema was asked of a backend that cannot produce JSON."""
 
 

@@ -11,8 +11,9 @@ documents, and saves index snapshots.
 Parts (query embedder, answering backends) can be passed in, so tests build the app with
 real or fake parts without patching; whatever is not passed is built from the settings. Every
 resource opens in the lifespan and lives on `app.state.services`. Handlers are async: plain
-reads go through aiosqlite (`indexes/async_reads.py`, `jobs/reads.py`); retrieval and answering, which use numpy,
-FAISS and the model, run in worker threads, so the event loop never blocks.
+reads go through aiosqlite (`indexes/async_reads.py`, `jobs/reads.py`); retrieval and
+answering, which use numpy, FAISS and the model, run in worker threads, so the event loop
+never blocks.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from indexes import CollectionNotFound
 from ragsvc.api.problems import status_of
-from ragsvc.errors import Forbidden, ServiceError, TooManyRequests, Unauthorized
+from ragsvc.errors import Forbidden, RagsvcError, ServiceError, TooManyRequests, Unauthorized
 from ragsvc.security.audit import AuditEntry
 from ragsvc.security.keys import LOOPBACK_USER, KeyStore, Principal, Scope, principal_of
 
@@ -46,7 +46,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class BindRefused(Exception):
+class BindRefused(RagsvcError):
     """`ragsvc serve` was asked to listen beyond loopback with no API key."""
 
 

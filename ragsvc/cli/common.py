@@ -11,15 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from indexes import Catalog, IndexesError
-from ingest import (
-    Embedder,
-    EmbedderUnavailable,
-    IngestPipeline,
-    InputNotFound,
-)
+from ingest import Embedder, IngestError, IngestPipeline
 from ingest.ray_engine import RayIngestPipeline
 from ragsvc import factory
-from ragsvc.errors import ConfigurationError
+from ragsvc.errors import RagsvcError
 from ragsvc.factory import Engine
 from ragsvc.security.audit import AuditEntry, AuditLog
 from ragsvc.settings import Settings
@@ -27,19 +22,12 @@ from ragsvc.settings import Settings
 EXIT_OK, EXIT_FAILURES, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class CommandError(Exception):
+class CommandError(RagsvcError):
     """A refusal with a message for the user (exit 2)."""
 
 
-REFUSALS: tuple[type[Exception], ...] = (
-    CommandError,
-    ConfigurationError,
-    IndexesError,
-    EmbedderUnavailable,
-    InputNotFound,
-)
-"""What a command refuses with (exit 2, nothing changed): the root errors of each package a
-command can meet before it changes anything."""
+REFUSALS: tuple[type[Exception], ...] = (RagsvcError, IndexesError, IngestError)
+"""What a command refuses with (exit 2, nothing changed): the root error of each package."""
 
 
 def lower_priority(settings: Settings) -> None:

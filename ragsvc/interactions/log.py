@@ -32,6 +32,7 @@ import msgspec
 
 from indexes.rows import utc_now
 from indexes.schema import SIDE_FILE_PRAGMAS
+from ragsvc.errors import RagsvcError
 
 Sink = Literal["sqlite", "jsonl", "off"]
 
@@ -95,7 +96,7 @@ class Rated(msgspec.Struct, frozen=True):
     feedback: Feedback | None
 
 
-class FeedbackUnavailable(Exception):
+class FeedbackUnavailable(RagsvcError):
     """Feedback needs the interaction log in SQLite."""
 
 

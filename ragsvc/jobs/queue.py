@@ -30,6 +30,7 @@ import msgspec
 from indexes import NotFound
 from indexes.rows import utc_now
 from indexes.schema import BUSY_TIMEOUT_MS, DATABASE_NAME, open_side_file
+from ragsvc.errors import RagsvcError
 
 JobState = Literal["queued", "extracting", "embedding", "ready", "failed", "cancelled"]
 TERMINAL_STATES: tuple[JobState, ...] = ("ready", "failed", "cancelled")
@@ -69,7 +70,7 @@ class JobNotFound(NotFound):
         self.job_id = job_id
 
 
-class JobNotCancellable(Exception):
+class JobNotCancellable(RagsvcError):
     """The job has started (or ended): it can no longer be cancelled."""
 
 

@@ -26,6 +26,7 @@ import msgspec
 
 from indexes import Catalog
 from ingest import Embedder
+from ragsvc.errors import RagsvcError
 from ragsvc.factory import make_embedder, make_pipeline, open_catalog
 from ragsvc.jobs.queue import JobQueue
 from ragsvc.jobs.runner import JobRunner
@@ -45,7 +46,7 @@ embedding), few so that a job uploaded behind thousands is taken, and embedded, 
 logger = logging.getLogger("ragsvc.jobs.worker")
 
 
-class WorkerBusy(Exception):
+class WorkerBusy(RagsvcError):
     """Another worker runs the jobs of this data directory."""
 
 
