@@ -49,7 +49,6 @@ class AuditLog:
 
     @classmethod
     def open(cls, data_dir: Path) -> AuditLog:
-        data_dir.mkdir(parents=True, exist_ok=True)
         return cls(data_dir / AUDIT_NAME)
 
     def close(self) -> None:

@@ -107,7 +107,6 @@ class KeyStore:
 
     @classmethod
     def open(cls, data_dir: Path) -> KeyStore:
-        data_dir.mkdir(parents=True, exist_ok=True)
         return cls(data_dir / KEYS_NAME)
 
     def close(self) -> None:
