@@ -108,23 +108,7 @@ class SearchResult(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, hit: SearchHit) -> SearchResult:
-        return cls(
-            chunk_id=hit.chunk_id,
-            document_id=hit.document_id,
-            source_name=hit.source_name,
-            collection=hit.collection,
-            ordinal=hit.ordinal,
-            page_start=hit.page_start,
-            page_end=hit.page_end,
-            char_start=hit.char_start,
-            char_end=hit.char_end,
-            text=hit.text,
-            score=hit.score,
-            similarity=hit.similarity,
-            rerank_score=hit.rerank_score,
-            retrievers=hit.retrievers,
-            location=hit.location,
-        )
+        return cls(**msgspec.structs.asdict(hit))
 
 
 class SearchResponse(msgspec.Struct, frozen=True):

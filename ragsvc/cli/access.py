@@ -12,6 +12,7 @@ from ragsvc.cli.common import (
     EXIT_OK,
     AuditedCommand,
     CommandError,
+    print_listing,
     table,
 )
 from ragsvc.security.audit import AuditLog
@@ -84,12 +85,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         entries = audit.tail(args.n)
     finally:
         audit.close()
-    if args.json:
-        for entry in entries:
-            print(msgspec.json.encode(entry).decode())
-        return EXIT_OK
-    if not entries:
-        print("nothing audited yet")
+    if print_listing(entries, args.json, "nothing audited yet"):
         return EXIT_OK
     rows = [
         [e.at[:19], e.actor, e.action, e.target[:60], e.client, e.outcome[:60]] for e in entries

@@ -7,8 +7,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from indexes import Catalog, IndexesError
 from ingest import Embedder, IngestError, IngestPipeline
@@ -55,6 +58,19 @@ def progress(args: argparse.Namespace, total: int, unit: str) -> Any:
 
     quiet = getattr(args, "no_progress", False) or not sys.stderr.isatty()
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True)
+
+
+def print_listing(items: Sequence[Any], as_json: bool, when_empty: str) -> bool:
+    """Print a listing as JSON lines, or say it is empty: whether that was all there was to
+    print (otherwise the caller prints its table)."""
+    if as_json:
+        for item in items:
+            print(msgspec.json.encode(item).decode())
+        return True
+    if not items:
+        print(when_empty)
+        return True
+    return False
 
 
 def pages(start: int | None, end: int | None) -> str:

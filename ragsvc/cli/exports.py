@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from indexes.catalog import DATABASE_NAME
 from ragsvc.cli.common import (
     EXIT_FAILURES,
     EXIT_OK,
     CommandError,
     parse_date,
+    print_listing,
     table,
 )
 from ragsvc.factory import open_catalog
@@ -84,12 +83,7 @@ def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
     if settings.interaction_log == "off":
         raise CommandError("the interaction log is off (setting interaction_log)")
     records = tail(settings.data_path, settings.interaction_log, args.n)
-    if args.json:
-        for record in records:
-            print(msgspec.json.encode(record).decode())
-        return EXIT_OK
-    if not records:
-        print("no queries logged yet")
+    if print_listing(records, args.json, "no queries logged yet"):
         return EXIT_OK
     rows = [
         [
