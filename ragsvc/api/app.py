@@ -31,6 +31,7 @@ from litestar.openapi import OpenAPIConfig
 
 from ingest import Embedder, load_query_embedder
 from ragsvc import __version__
+from ragsvc.agents.http import McpMount
 from ragsvc.answering import LLMBackend
 from ragsvc.api.auth import (
     audit_refusal,
@@ -84,6 +85,7 @@ def create_app(
     if tracer_provider is None and settings.tracing:
         tracer_provider = otlp_provider()
     tracer = Tracer(tracer_provider)
+    mcp = McpMount(settings.max_request_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -100,12 +102,13 @@ def create_app(
         app.state.services = services
         observed.watch(services.read_metrics)
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await services.close_async()
             await anyio.to_thread.run_sync(services.close)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             upload_documents,
             list_jobs,
@@ -130,6 +133,7 @@ def create_app(
             chat_completions,
             page,
             asset,
+            mcp.handler(),
         ],
         middleware=[DefineMiddleware(RequestObserver, metrics=observed, tracer=tracer)],
         before_request=check_json_body,
@@ -144,3 +148,5 @@ def create_app(
         multipart_form_part_limit=settings.max_files_per_upload + 8,
         openapi_config=OpenAPIConfig(title="ragsvc", version=__version__, path="/schema"),
     )
+    mcp.app = app
+    return app

@@ -1,7 +1,7 @@
 """The `ragsvc` command line, one module per group of commands, each adding its own subparsers
 beside its handlers: `documents` (ingest, search, delete, sync), `index` (rebuild, stats),
-`serve`, `evaluation` (eval), `exports` (export, log) and `access` (keys, audit); `main`
-assembles the parser.
+`serve`, `agents` (mcp), `evaluation` (eval), `exports` (export, log) and `access` (keys,
+audit); `main` assembles the parser.
 
 Exit codes: 0 success; 1 the command ran but some documents failed; 2 the request was refused
 (bad arguments or settings, a missing path, an unknown collection or document, a busy or

@@ -88,9 +88,13 @@ class WorkerProcess:
             SETTINGS_VARIABLE: msgspec.json.encode(self.settings).decode(),
             PARENT_VARIABLE: str(os.getpid()),
         }
-        # The worker's output goes where the server's goes (its log).
+        # The worker's output goes where the server's logs go, stderr: stdout may be a
+        # protocol channel (`ragsvc mcp` over stdio).
         return subprocess.Popen(
-            [sys.executable, "-m", "ragsvc.jobs.worker"], env=environment, cwd=Path.cwd()
+            [sys.executable, "-m", "ragsvc.jobs.worker"],
+            env=environment,
+            cwd=Path.cwd(),
+            stdout=2,
         )
 
     def _supervise(self) -> None:
