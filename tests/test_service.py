@@ -340,3 +340,75 @@ def test_a_pdf_page_over_the_stream_limit_is_named_in_the_jobs_warning(
         assert job["state"] == "ready" and job["outcome"] == "added"
         assert "page 2: skipped" in job["warning"]
         assert "over 1000000 bytes (setting extract_max_stream_bytes)" in job["warning"]
+
+
+CONVERSATION_NOTES = [
+    (
+        "ghent.txt",
+        b"The Treaty of Ghent ended the War of 1812 between Britain and the United States. "
+        b"The treaty was signed on 24 December 1814 in the city of Ghent.",
+    ),
+    (
+        "lease.txt",
+        b"The lease of the harbour warehouse was signed in March 2020 for ten years. "
+        b"When the lease was signed, the rent was fixed at 900 pounds a month.",
+    ),
+    ("bees.txt", b"The harbour office keeps two hives of bees on its roof."),
+]
+FIRST_TURN = [
+    {"role": "user", "content": "What ended the War of 1812?"},
+    {"role": "assistant", "content": "The Treaty of Ghent ended the War of 1812. [1]"},
+]
+
+
+def test_a_follow_up_is_searched_with_the_conversation(client: TestClient[Any]) -> None:
+    """ "When was it signed?" alone finds the lease; after a question on the War of 1812 it
+    finds the treaty, through `/query` and through the OpenAI-compatible route, and says what
+    it searched."""
+    assert _upload(client, *CONVERSATION_NOTES).status_code == 200
+    follow_up = "When was it signed?"
+    bare = client.post("/query", json={"question": follow_up, "k": 1}).json()
+    assert bare["sources"][0]["source_name"] == "lease.txt" and bare["retrieval_query"] is None
+    asked = client.post(
+        "/query", json={"question": follow_up, "k": 1, "messages": FIRST_TURN}
+    ).json()
+    assert asked["sources"][0]["source_name"] == "ghent.txt", asked
+    assert "1814" in asked["answer"]
+    assert asked["retrieval_query"].startswith(follow_up)
+    assert "War of 1812" in asked["retrieval_query"]
+    chat = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "ragsvc",
+            "messages": [
+                {"role": "system", "content": "Answer from the documents."},
+                *FIRST_TURN,
+                {"role": "user", "content": follow_up},
+            ],
+        },
+    ).json()
+    assert "1814" in chat["choices"][0]["message"]["content"], chat
+    assert chat["ragsvc"]["retrieval_query"] == asked["retrieval_query"]
+    logged = client.get("/interactions", params={"limit": 3}).json()["interactions"]
+    # The question as asked, and what was searched beside it.
+    assert logged[0]["question"] == follow_up
+    assert logged[0]["retrieval_query"] == asked["retrieval_query"]
+
+
+def test_the_conversation_is_bounded_and_checked(client: TestClient[Any]) -> None:
+    assert _upload(client, *CONVERSATION_NOTES).status_code == 200
+    # Beyond conversation_max_turns (8), the oldest turns go: here, the one that mattered.
+    padding = [{"role": "user", "content": "Where are the hives?"}] * 8
+    asked = client.post(
+        "/query",
+        json={"question": "When was it signed?", "k": 1, "messages": FIRST_TURN + padding},
+    ).json()
+    assert "War of 1812" not in asked["retrieval_query"]
+    for bad, reason in (
+        ([{"role": "system", "content": "x"}], "role"),
+        ([{"role": "user"}], "content"),
+        ([{"role": "user", "content": "x" * 20_001}], "20000"),
+        ([{"role": "user", "content": "x"}] * 101, "100"),
+    ):
+        response = client.post("/query", json={"question": "When?", "messages": bad})
+        assert response.status_code == 400 and reason in response.json()["detail"], response.text

@@ -18,6 +18,7 @@ from indexes.fusion import Mode
 from ingest.cleaning import readable
 from ragsvc.answering import Answer, LLMBackend, Passage
 from ragsvc.answering.chat import BackendError
+from ragsvc.answering.conversation import bounded, standalone
 from ragsvc.api.auth import visible, visible_collections
 from ragsvc.api.common import in_thread, ms
 from ragsvc.api.schemas import (
@@ -82,12 +83,19 @@ async def _answer_question(
                 f"response_schema is not a valid JSON Schema: {error.message}"
             ) from None
 
+    settings = services.settings
+    history = bounded(
+        data.messages or [], settings.conversation_max_turns, settings.conversation_max_chars
+    )
+    # A follow-up is searched in its standalone form.
+    question = standalone(data.question, history) if history else data.question
+
     def context() -> tuple[list[Passage], Timings]:
         depth = context_depth(services.settings, data.k)
         retrieved, timings = timed_retrieval(
             services,
             principal,
-            data.question,
+            question,
             "question",
             depth,
             data.collection,
@@ -99,7 +107,10 @@ async def _answer_question(
         return to_passages(services.catalog, hits), timings
 
     passages, retrieval = await in_thread(context)
-    key = backend.cache_key(data.question, passages, data.response_schema)
+    # The extractive answerer reads the follow-up as asked, among passages found for its
+    # standalone form (whose similarity ranks them); an LLM reads the standalone form.
+    asked = data.question if backend.name == "extractive" else question
+    key = backend.cache_key(asked, passages, data.response_schema)
     if key is not None:
         key = f"{key}:{services.catalog.generation()}"
     record = msgspec.structs.replace(
@@ -110,9 +121,10 @@ async def _answer_question(
         embed_ms=retrieval.embed_ms,
         search_ms=retrieval.search_ms,
         streamed=streaming,
+        retrieval_query=question if history else None,
     )
     if streaming:
-        return _answer_events(services, backend, data.question, passages, retrieval, key, record)
+        return _answer_events(services, backend, asked, passages, retrieval, key, record)
     started = time.perf_counter()
     cached = services.cache.get(key) if key is not None else None
     answer = cached
@@ -120,13 +132,13 @@ async def _answer_question(
 
         def answer_it() -> Answer:
             with services.tracer.span("answer", backend=backend.name):
-                return backend.answer(data.question, passages, response_schema=data.response_schema)
+                return backend.answer(asked, passages, response_schema=data.response_schema)
 
         answer = await in_thread(answer_it)
     if key is not None and cached is None and answer.fallback_reason is None:
         services.cache.put(key, answer)
     response = query_response(
-        answer, passages, retrieval, time.perf_counter() - started, cached, record.request_id
+        answer, passages, retrieval, time.perf_counter() - started, cached, record
     )
     await services.log.record(interaction(record, answer, response, passages))
     return response
@@ -159,7 +171,7 @@ def query_response(
     retrieval: Timings,
     answer_seconds: float,
     cached: Answer | None = None,
-    request_id: str = "",
+    record: Interaction | None = None,
 ) -> QueryResponse:
     answer_ms = ms(answer_seconds)
     sources = [
@@ -200,7 +212,8 @@ def query_response(
         fallback_reason=answer.fallback_reason,
         cached=cached is not None,
         data=answer.data,
-        request_id=request_id,
+        request_id=record.request_id if record else "",
+        retrieval_query=record.retrieval_query if record else None,
     )
 
 
@@ -237,7 +250,7 @@ async def _answer_events(
     if cached is not None:
         yield event("token", {"text": cached.text})
         elapsed = time.perf_counter() - started
-        done = query_response(cached, passages, retrieval, elapsed, cached, record.request_id)
+        done = query_response(cached, passages, retrieval, elapsed, cached, record)
         await services.log.record(interaction(record, cached, done, passages))
         yield event("done", done)
         return
@@ -268,7 +281,7 @@ async def _answer_events(
     if key is not None and final.fallback_reason is None:
         services.cache.put(key, final)
     elapsed = time.perf_counter() - started
-    done = query_response(final, passages, retrieval, elapsed, None, record.request_id)
+    done = query_response(final, passages, retrieval, elapsed, None, record)
     await services.log.record(interaction(record, final, done, passages))
     yield event("done", done)
 

@@ -104,6 +104,7 @@ async def list_interactions(
             chunk_ids=r.interaction.chunk_ids,
             cited_chunk_ids=r.interaction.cited_chunk_ids,
             feedback=r.feedback,
+            retrieval_query=r.interaction.retrieval_query,
         )
         for r in found
     ]

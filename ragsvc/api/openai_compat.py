@@ -2,8 +2,10 @@
 
 Chat front-ends (Open WebUI, LibreChat) and the OpenAI SDKs can use ragsvc as a model. The
 last user message is the question, answered through `/query`'s own path (retrieval, the
-configured backend, citations, confidence, the interaction log); earlier messages are not
-used. Models are `ragsvc` (every collection the key may read) and `ragsvc/COLLECTION` (one).
+configured backend, citations, confidence, the interaction log); the user and assistant
+messages before it are the conversation it follows (`/query`'s `messages`), so a follow-up is
+searched in its standalone form. Models are `ragsvc` (every collection the key may read) and
+`ragsvc/COLLECTION` (one).
 Keys work as `Authorization: Bearer KEY`, which is how the SDKs send them.
 
 Besides OpenAI's fields, a completion carries `sources` (as in `/query`: document, pages,
@@ -30,6 +32,7 @@ from litestar.response import ServerSentEventMessage
 from msgspec import Meta
 
 from indexes import NotFound
+from ragsvc.answering.conversation import Turn
 from ragsvc.api.answer_flow import EventStream, answer_question
 from ragsvc.api.common import Caller
 from ragsvc.api.problems import status_of
@@ -116,6 +119,16 @@ def _question(body: ChatCompletionRequest) -> str:
     raise BadRequest("no user message: the last user message is the question")
 
 
+def _conversation(body: ChatCompletionRequest) -> list[Turn]:
+    """The user and assistant messages before the last user message (system ones aside)."""
+    last = max(i for i, m in enumerate(body.messages) if m.role == "user")
+    return [
+        Turn("user" if m.role == "user" else "assistant", _text(m).strip())
+        for m in body.messages[:last]
+        if m.role in ("user", "assistant") and _text(m).strip()
+    ]
+
+
 def _collection(model: str, principal: Principal, known: set[str]) -> str | None:
     if model == MODEL:
         return None
@@ -135,6 +148,7 @@ def _extras(response: QueryResponse) -> dict[str, Any]:
             "backend": response.backend,
             "model": response.model,
             "request_id": response.request_id,
+            "retrieval_query": response.retrieval_query,
         },
     }
 
@@ -182,7 +196,12 @@ async def chat_completions(
         key_id=principal.key_id,
         scope=interaction_scope(principal.collections, collection),
     )
-    query = QueryRequest(question=question, collection=collection, stream=data.stream)
+    query = QueryRequest(
+        question=question,
+        messages=_conversation(data) or None,
+        collection=collection,
+        stream=data.stream,
+    )
     completion_id = f"chatcmpl-{request_id}"
     created = int(time.time())
     result = await answer_question(services, principal, query, record, streaming=data.stream)

@@ -13,6 +13,7 @@ from msgspec import Meta
 
 from indexes import ChunkRow, DocumentRow, SearchHit
 from indexes.fusion import Mode
+from ragsvc.answering.conversation import Turn
 from ragsvc.interactions.log import Feedback
 from ragsvc.jobs.queue import Job
 
@@ -58,6 +59,9 @@ class SearchRequest(RequestBody):
 
 class QueryRequest(RequestBody):
     question: Question
+    messages: Annotated[list[Turn], Meta(max_length=100)] | None = None
+    """The conversation so far, oldest first: earlier questions (`user`) and the answers given
+    (`assistant`). A follow-up is searched in its standalone form (`retrieval_query`)."""
     k: TopK = 5
     collection: CollectionName | None = None
     mode: Mode | None = None
@@ -158,6 +162,9 @@ class QueryResponse(msgspec.Struct, frozen=True):
     """The JSON object matching `response_schema`, when one was asked for."""
     request_id: str = ""
     """Identifies this query in the interaction log."""
+    retrieval_query: str | None = None
+    """What was searched when the question came with a conversation: the follow-up in its
+    standalone form."""
 
 
 class TemplateInfo(msgspec.Struct, frozen=True):
@@ -193,6 +200,8 @@ class InteractionView(msgspec.Struct, frozen=True):
     chunk_ids: list[int]
     cited_chunk_ids: list[int]
     feedback: Feedback | None
+    retrieval_query: str | None = None
+    """What was searched for a follow-up: its standalone form."""
 
 
 class InteractionList(msgspec.Struct, frozen=True):

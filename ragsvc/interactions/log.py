@@ -65,6 +65,8 @@ class Interaction(msgspec.Struct, frozen=True, kw_only=True):
     """The API key that asked (None without keys)."""
     scope: list[str] | None = None
     """The collections the question could search when it named none (None: every one)."""
+    retrieval_query: str | None = None
+    """What was searched for a follow-up: its standalone form (None for a first question)."""
 
     def visible_to(self, collections: frozenset[str] | None) -> bool:
         """Whether a caller limited to `collections` (None: every one) may read this record:
@@ -235,6 +237,9 @@ class InteractionLog:
                 question=redact(interaction.question),
                 error=None if interaction.error is None else redact(interaction.error),
                 answer=None if interaction.answer is None else redact(interaction.answer),
+                retrieval_query=None
+                if interaction.retrieval_query is None
+                else redact(interaction.retrieval_query),
             )
         line = _ENCODER.encode(interaction)
         if self._db is not None:

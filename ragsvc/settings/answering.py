@@ -153,6 +153,25 @@ class AnsweringSettings(ServiceSettings, frozen=True, kw_only=True, forbid_unkno
             ),
         ),
     ] = 1024
+    conversation_max_turns: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=100,
+            description=(
+                "Earlier messages of a conversation (`/query`'s `messages`, the OpenAI "
+                "route's) a follow-up is read with; the oldest beyond go. 0: none."
+            ),
+        ),
+    ] = 8
+    conversation_max_chars: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1_000_000,
+            description="Characters of those messages at most; the oldest beyond go.",
+        ),
+    ] = 4000
     interaction_log: Annotated[
         Literal["sqlite", "jsonl", "off"],
         Meta(
