@@ -27,63 +27,12 @@ sys.path.insert(0, str(ROOT))
 from ragsvc.evaluation.answers import load_squad  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "data" / "conversations.jsonl"
-STOP = {
-    "a",
-    "an",
-    "the",
-    "of",
-    "in",
-    "on",
-    "at",
-    "to",
-    "for",
-    "by",
-    "with",
-    "from",
-    "and",
-    "or",
-    "as",
-    "is",
-    "was",
-    "were",
-    "are",
-    "be",
-    "been",
-    "did",
-    "does",
-    "do",
-    "what",
-    "which",
-    "who",
-    "whom",
-    "whose",
-    "when",
-    "where",
-    "why",
-    "how",
-    "many",
-    "much",
-    "that",
-    "this",
-    "these",
-    "those",
-    "it",
-    "its",
-    "their",
-    "his",
-    "her",
-    "they",
-    "he",
-    "she",
-    "there",
-    "than",
-    "then",
-    "into",
-    "about",
-    "after",
-    "before",
-    "during",
-}
+STOP_WORDS = (
+    "a an the of in on at to for by with from and or as is was were are be been did does "
+    "do what which who whom whose when where why how many much that this these those it "
+    "its their his her they he she there than then into about after before during"
+)
+STOP = set(STOP_WORDS.split())
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 
 
