@@ -72,6 +72,8 @@ def build_backends(
         min_confidence=settings.answer_min_confidence,
         retry=RetryPolicy(attempts=settings.llm_retries + 1),
         breaker=CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_reset),
+        condenser=templates.get("condense"),
+        cache_size=settings.answer_cache_size,
     )
     return backends
 

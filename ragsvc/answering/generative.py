@@ -25,7 +25,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jsonschema
@@ -34,6 +34,7 @@ from indexes.reader import StageTimer, no_stage
 from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ragsvc.answering.base import NOT_FOUND, Answer, Passage
+from ragsvc.answering.cache import ResponseCache
 from ragsvc.answering.chat import (
     BackendError,
     BackendUnavailable,
@@ -46,11 +47,14 @@ from ragsvc.answering.chat import (
     RetryPolicy,
     with_retries,
 )
+from ragsvc.answering.conversation import Turn
 from ragsvc.answering.extractive import ExtractiveBackend, content_words
-from ragsvc.answering.prompts import Template, pack_context
+from ragsvc.answering.prompts import Template, frame_turn, pack_context
 
 _CITATION = re.compile(r"\s*\[(\d+)\]")
 NOT_FOUND_MARK = "NOT_FOUND"
+MAX_CONDENSED_CHARS = 1000
+"""A condensed question longer than this is taken for a failure (the no-LLM form is used)."""
 SUPPORT_WORD_SHARE = 0.5
 SUPPORT_SIMILARITY = 0.5
 
@@ -79,6 +83,8 @@ class GenerativeBackend:
         min_confidence: float = 0.5,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        condenser: Template | None = None,
+        cache_size: int = 1024,
     ) -> None:
         self.client = client
         self.name = client.name
@@ -97,6 +103,36 @@ class GenerativeBackend:
         self.errors = 0
         self.stage: StageTimer = no_stage
         """Wraps each call to the LLM server (the service's traces)."""
+        self.condenser = condenser
+        self.condensed: ResponseCache[str] = ResponseCache(cache_size if temperature == 0 else 0)
+
+    # -- follow-ups --------------------------------------------------------------------------
+
+    def condense(self, question: str, history: Sequence[Turn]) -> str | None:
+        """`question` rewritten to stand alone after `history` by the `condense` template, or
+        None when the backend has none or the LLM fails (the caller then makes it without)."""
+        if self.condenser is None or not history:
+            return None
+        conversation = "\n".join(frame_turn(turn.role, turn.content) for turn in history)
+        system, user = self.condenser.render(conversation=conversation, question=question)
+        key = hashlib.sha256(
+            json.dumps([self.name, self.model, self.condenser.label, user]).encode()
+        ).hexdigest()
+        cached = self.condensed.get(key)
+        if cached is not None:
+            return cached
+        request = ChatRequest(system=system, user=user, temperature=0.0, max_tokens=128)
+        try:
+            completion = self.breaker.call(
+                lambda: with_retries(lambda: self._complete(request), self.retry)
+            )
+        except BackendError:
+            return None
+        lines = [line.strip().strip('"') for line in completion.text.splitlines() if line.strip()]
+        if not lines or len(lines[0]) > MAX_CONDENSED_CHARS:
+            return None
+        self.condensed.put(key, lines[0])
+        return lines[0]
 
     def _complete(self, request: ChatRequest) -> Completion:
         self.calls += 1

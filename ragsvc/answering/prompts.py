@@ -92,6 +92,15 @@ _FRAME_TAG = re.compile(r"<(?=\s*/?\s*passage)", re.IGNORECASE)
 _DEFUSED = "\u2039"  # SINGLE LEFT-POINTING ANGLE QUOTATION MARK
 
 
+_TURN_TAG = re.compile(r"<(?=\s*/?\s*turn)", re.IGNORECASE)
+
+
+def frame_turn(role: str, content: str) -> str:
+    """A conversation turn as a `<turn>` element whose text cannot close it or open another."""
+    text = _TURN_TAG.sub(_DEFUSED, content)
+    return f'<turn role="{html.escape(role, quote=True)}">\n{text}\n</turn>'
+
+
 def frame_passage(passage: Passage) -> str:
     """The passage as a `<passage>` element with escaped attributes, whose text can neither
     close it nor open another (`</PASSAGE >`, `< /passages>` ... are defused)."""

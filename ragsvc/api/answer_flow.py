@@ -87,8 +87,13 @@ async def _answer_question(
     history = bounded(
         data.messages or [], settings.conversation_max_turns, settings.conversation_max_chars
     )
-    # A follow-up is searched in its standalone form.
-    question = standalone(data.question, history) if history else data.question
+    # A follow-up is searched in its standalone form: the LLM's rewrite (condense template)
+    # where the backend has one, else the form made without an LLM.
+    question = data.question
+    if history:
+        condense = getattr(backend, "condense", None)
+        rewritten = await in_thread(condense, data.question, history) if condense else None
+        question = rewritten or standalone(data.question, history)
 
     def context() -> tuple[list[Passage], Timings]:
         depth = context_depth(services.settings, data.k)

@@ -12,7 +12,7 @@ from prometheus_client.core import Metric
 
 from indexes.async_reads import AsyncStoreReads
 from ingest import Embedder
-from ragsvc.answering import LLMBackend, build_backends, load_templates
+from ragsvc.answering import Answer, LLMBackend, build_backends, load_templates
 from ragsvc.answering.cache import ResponseCache
 from ragsvc.api.auth import (
     RateLimiter,
@@ -77,7 +77,7 @@ class Services:
         for backend in self.backends.values():
             if hasattr(backend, "stage"):
                 backend.stage = tracer.stage  # LLM calls become child spans
-        self.cache = ResponseCache(settings.answer_cache_size)
+        self.cache: ResponseCache[Answer] = ResponseCache(settings.answer_cache_size)
         self.catalog = open_catalog(settings, query_embedder)
         self.catalog.reader  # noqa: B018 (load the indexes now, not on the first query)
         self.jobs = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)

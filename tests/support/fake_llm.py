@@ -27,6 +27,10 @@ PROVIDERS = ("openai", "ollama", "anthropic", "gemini", "cohere")
 
 
 def default_answer(system: str, user: str, wants_json: bool) -> str:
+    if "<conversation>" in user:  # the condense template: a follow-up made to stand alone
+        previous = re.findall(r'<turn role="user">\n(.*?)\n</turn>', user, re.S)[-1]
+        question = re.search(r"Last question: (.*)", user).group(1).strip()  # type: ignore[union-attr]
+        return f"{question.rstrip('?')}, about this: {previous}"
     match = re.search(r'<passage number="1"[^>]*>\n(.*?)\n</passage>', user, re.S)
     if wants_json:
         return json.dumps({"answer": "from the passages", "passage": 1})
