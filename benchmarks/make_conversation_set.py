@@ -3,10 +3,12 @@ a first question and the next one, the next written as a person writes a follow-
 
     python benchmarks/make_conversation_set.py ../shared/datasets/xquad_en/xquad.en.json
 
-The procedure: for consecutive questions Q1, Q2 on one paragraph, the longest phrase of Q2 that
-Q1 also holds (1 to 5 words; not only stop words; at least one word capitalised or of six or
-more letters) is what Q2 speaks of again; it becomes "it" (with its article: "the Treaty of
-Ghent" → "it"). A pair with no such phrase is left out. Each record keeps the first turn (the
+The procedure: for consecutive questions Q1, Q2 on one paragraph, a phrase of Q2 that Q1 also
+holds (1 to 5 words; not only stop words; at least one word capitalised or of six or more
+letters) is what Q2 speaks of again. It becomes "it" (with its article: "the Treaty of Ghent"
+→ "it"), and so do the next longest such phrases of Q1 or of its answer, up to
+`MAX_REFERENCES`, as a person does not name again what was just named. A pair with no phrase
+shared with Q1 is left out. Each record keeps the first turn (the
 question and its gold answer as the assistant's reply), the follow-up, the original Q2, the
 paragraph that answers it and its answers. The set is deterministic: the same file from the
 same data.
@@ -33,6 +35,8 @@ STOP_WORDS = (
     "its their his her they he she there than then into about after before during"
 )
 STOP = set(STOP_WORDS.split())
+MAX_REFERENCES = 3
+"""Phrases at most that a follow-up leaves to the conversation."""
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 
 
@@ -65,12 +69,20 @@ def shared_phrase(first: str, second: str) -> tuple[int, int] | None:
     return None
 
 
-def follow_up(first: str, second: str) -> str | None:
-    span = shared_phrase(first, second)
-    if span is None:
+def follow_up(first: str, answer: str, second: str) -> str | None:
+    """`second` as a follow-up of the first turn: every phrase of it that the first question
+    or its answer already said becomes "it", longest first, as a person does not name again
+    what the conversation has just named."""
+    said = f"{first} {answer}"
+    if shared_phrase(first, second) is None:
         return None
-    begin, end = span
-    text = second[:begin] + "it" + second[end:]
+    text = second
+    for _ in range(MAX_REFERENCES):
+        span = shared_phrase(said, text)
+        if span is None:
+            break
+        begin, end = span
+        text = text[:begin] + "it" + text[end:]
     text = re.sub(r"\bit's\b", "its", text)
     return text[0].upper() + text[1:]
 
@@ -87,7 +99,7 @@ def main() -> None:
             by_paragraph.setdefault(question.paragraph, []).append(question)
         for paragraph, questions in sorted(by_paragraph.items()):
             for first, second in itertools.pairwise(questions):
-                written = follow_up(first.text, second.text)
+                written = follow_up(first.text, first.answers[0], second.text)
                 if written is None or written == second.text:
                     continue
                 records.append(

@@ -169,3 +169,47 @@ def test_choosing_files_uploads_each_once_and_a_stored_one_says_so(
         assert browser.find_element(By.ID, "error").text == ""
         icons = browser.find_elements(By.CSS_SELECTOR, "link[rel=icon]")
         assert icons and icons[0].get_attribute("href").startswith("data:")  # no /favicon.ico
+
+
+def test_a_follow_up_is_asked_in_a_thread(tmp_path: Path, browser: Any) -> None:
+    """The page keeps the conversation: "When was it signed?" after a question on the War of
+    1812 finds the treaty and says what it searched; "New conversation" forgets it, and the
+    same words then find the lease."""
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    notes = {
+        "ghent.txt": b"The Treaty of Ghent ended the War of 1812 between Britain and the United "
+        b"States. The treaty was signed on 24 December 1814 in the city of Ghent.",
+        "lease.txt": b"The lease of the harbour warehouse was signed in March 2020 for ten "
+        b"years. When the lease was signed, the rent was fixed at 900 pounds a month.",
+    }
+    with _page_with_a_key(tmp_path, browser) as wait:
+        key = browser.execute_script("return sessionStorage.getItem('ragsvc.api_key')")
+        url = browser.current_url.rstrip("/")
+        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=120) as client:
+            uploaded = client.post(
+                "/documents?wait=true", files=[("files", item) for item in notes.items()]
+            )
+            assert uploaded.status_code == 200, uploaded.text
+        answer = browser.find_element(By.ID, "answer")
+        question = browser.find_element(By.ID, "question")
+
+        def ask(text: str) -> list[str]:
+            question.clear()
+            question.send_keys(text, Keys.ENTER)
+            wait.until(lambda _: answer.get_attribute("data-done") == "true")
+            return [s.text for s in browser.find_elements(By.CSS_SELECTOR, "#sources li")]
+
+        first = ask("What ended the War of 1812?")
+        assert "ghent.txt" in first[0]
+        follow_up = ask("When was it signed?")
+        assert "ghent.txt" in follow_up[0] and "1814" in answer.text
+        assert "War of 1812" in browser.find_element(By.ID, "searched").text
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#thread li")) == 2
+        browser.find_element(By.ID, "new-conversation").click()
+        assert browser.find_elements(By.CSS_SELECTOR, "#thread li") == []
+        alone = ask("When was it signed?")
+        assert "lease.txt" in alone[0] and browser.find_element(By.ID, "searched").text == ""
+        assert browser.find_element(By.ID, "error").text == ""

@@ -259,3 +259,25 @@ def test_the_docs_claude_desktop_snippet_starts_the_stdio_server(tmp_path: Path)
             assert "404" in message
 
     anyio.run(check)
+
+
+def test_stdio_against_a_running_server_uses_the_key(deployment: Deployment) -> None:
+    """`ragsvc mcp --url` with B's key in `$RAGSVC_API_KEY`: the tools are the server's, seen
+    through B's key."""
+    environment = {**os.environ, "RAGSVC_API_KEY": deployment.keys["b"]}
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "ragsvc", "mcp", "--url", deployment.server.url],
+        env=environment,
+    )
+
+    async def check() -> None:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as opened:
+            await opened.initialize()
+            assert [c["name"] for c in result(await opened.call_tool("list_collections", {}))] == [
+                "b"
+            ]
+            answer = result(await opened.call_tool("ask", {"question": "What is the vault code?"}))
+            assert "4471" in answer["answer"]
+
+    anyio.run(check)

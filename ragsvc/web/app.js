@@ -235,19 +235,47 @@ $("feedback-form").addEventListener("submit", (event) => {
   if (correction) rate("down", correction).catch(report);
 });
 
+// The conversation so far: each follow-up is asked with it (the server bounds it too).
+const MAX_THREAD_MESSAGES = 16;
+let thread = [];
+
+function showThread() {
+  const items = [];
+  for (let i = 0; i + 1 < thread.length; i += 2) {
+    const item = document.createElement("li");
+    const asked = document.createElement("strong");
+    asked.textContent = thread[i].content;
+    const answered = document.createElement("span");
+    answered.textContent = thread[i + 1].content;
+    item.append(asked, document.createElement("br"), answered);
+    items.push(item);
+  }
+  $("thread").replaceChildren(...items);
+  $("new-conversation").hidden = thread.length === 0;
+}
+
+$("new-conversation").addEventListener("click", () => {
+  thread = [];
+  showThread();
+  $("answer-box").hidden = true;
+  $("question").focus();
+});
+
 async function ask(question) {
   showError("");
   resetFeedback(null);
   const answer = $("answer");
   answer.textContent = "";
   answer.dataset.tokens = "0";
+  answer.dataset.done = "false";
   $("confidence").textContent = "";
+  $("searched").textContent = "";
   $("sources").replaceChildren();
   $("answer-box").hidden = false;
   const response = await fetch("/query", {
     method: "POST",
     headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
-    body: JSON.stringify({ question, stream: true }),
+    body: JSON.stringify({ question, stream: true, messages: thread.length ? thread : undefined }),
   });
   if (!response.ok) {
     let detail = `${response.status}`;
@@ -287,6 +315,10 @@ async function ask(question) {
           (payload.answerable ? "" : " (not found in the documents)");
         showSources(payload.sources);
         resetFeedback(payload.request_id);
+        if (payload.retrieval_query) $("searched").textContent = `Searched: ${payload.retrieval_query}`;
+        thread = [...thread, { role: "user", content: question },
+          { role: "assistant", content: payload.answer }].slice(-MAX_THREAD_MESSAGES);
+        showThread();
         answer.dataset.done = "true";
       } else if (name === "error") {
         throw new Error(payload.detail);
