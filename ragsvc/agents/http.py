@@ -18,7 +18,7 @@ from litestar.types import Receive, Scope, Send
 from mcp.server.mcpserver import Context
 from starlette.applications import Starlette
 
-from ragsvc.agents.tools import build_server
+from ragsvc.agents.tools import build_server, in_process_client
 
 FORWARDED_HEADERS = ("authorization", "x-api-key", "x-request-id")
 MCP_PATH = "/mcp"
@@ -42,10 +42,7 @@ class McpMount:
         assert self.app is not None, "the MCP mount is not attached to an app"
         headers = ctx.headers or {}
         forwarded = {k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
-        transport = httpx.ASGITransport(app=self.app, client=("127.0.0.1", 0))  # type: ignore[arg-type]
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1", headers=forwarded, timeout=None
-        ) as client:
+        async with in_process_client(self.app, forwarded) as client:
             yield client
 
     @asynccontextmanager

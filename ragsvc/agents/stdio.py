@@ -18,7 +18,7 @@ import httpx
 from litestar import Litestar
 from mcp.server.mcpserver import Context
 
-from ragsvc.agents.tools import build_server
+from ragsvc.agents.tools import build_server, in_process_client
 from ragsvc.settings import Settings
 from ragsvc.telemetry.logs import configure_logging
 
@@ -41,10 +41,7 @@ async def serve_stdio(
                 yield client
             return
         assert app is not None
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))  # type: ignore[arg-type]
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1", headers=_headers(key), timeout=None
-        ) as client:
+        async with in_process_client(app, _headers(key)) as client:
             yield client
 
     server = build_server(open_client)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -66,6 +66,16 @@ async def call(client: httpx.AsyncClient, method: str, path: str, **kwargs: Any)
     if response.status_code == 204 or not response.content:
         return None
     return response.json()
+
+
+@asynccontextmanager
+async def in_process_client(app: Any, headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the ASGI `app` in this process (no socket), as a loopback caller."""
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://127.0.0.1", headers=headers, timeout=None
+    ) as client:
+        yield client
 
 
 def _pages(item: dict[str, Any]) -> dict[str, Any]:
