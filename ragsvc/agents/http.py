@@ -19,6 +19,7 @@ from mcp.server.mcpserver import Context
 from starlette.applications import Starlette
 
 from ragsvc.agents.tools import build_server, in_process_client
+from ragsvc.telemetry.logs import REQUEST_ID
 
 FORWARDED_HEADERS = ("authorization", "x-api-key", "x-request-id")
 MCP_PATH = "/mcp"
@@ -42,6 +43,10 @@ class McpMount:
         assert self.app is not None, "the MCP mount is not attached to an app"
         headers = ctx.headers or {}
         forwarded = {k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
+        request_id = REQUEST_ID.get()
+        if request_id:  # the tool's API calls log under the MCP request's id
+            forwarded = {k: v for k, v in forwarded.items() if k.lower() != "x-request-id"}
+            forwarded["X-Request-ID"] = request_id
         async with in_process_client(self.app, forwarded) as client:
             yield client
 

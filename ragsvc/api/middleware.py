@@ -36,7 +36,7 @@ class RequestObserver:
         given = next((v for k, v in scope["headers"] if k == HEADER), b"")
         request_id = request_id_from(given.decode("latin-1"))
         token = REQUEST_ID.set(request_id)
-        route = scope.get("path_template") or "unmatched"
+        route = scope.get("path_template") or _mount_path(scope) or "unmatched"
         method = str(scope.get("method", ""))
         status = 500
 
@@ -63,9 +63,23 @@ class RequestObserver:
             access_log.info(
                 "%s %s %d %.1f ms",
                 method,
-                scope["path"],
+                _logged_path(scope),
                 status,
                 seconds * 1000,
                 extra={"route": route, "status": status, "ms": round(seconds * 1000, 2)},
             )
             REQUEST_ID.reset(token)
+
+
+def _mount_path(scope: Scope) -> str | None:
+    """The path of a mounted ASGI app (the MCP server at `/mcp`), which has no template."""
+    handler = scope.get("route_handler")
+    if getattr(handler, "is_mount", False):
+        return str(next(iter(handler.paths)))
+    return None
+
+
+def _logged_path(scope: Scope) -> str:
+    """The path as the client sent it: a mount sees its own part of it in `path`."""
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1").split("?", 1)[0] if raw else str(scope["path"])
