@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import msgspec
+
+from ragsvc.answering.conversation import Turn
 
 NOT_FOUND = "Not found in the documents."
 
@@ -81,4 +83,9 @@ class LLMBackend(Protocol):
         self, question: str, passages: list[Passage], response_schema: dict[str, Any] | None
     ) -> str | None:
         """A key for deterministic requests (same prompt, same answer), or None."""
+        ...
+
+    def condense(self, question: str, history: Sequence[Turn]) -> str | None:
+        """A follow-up rewritten to stand alone after `history`, or None where the backend
+        does not rewrite (the caller then searches a form made without it)."""
         ...

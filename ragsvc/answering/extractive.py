@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -44,6 +44,7 @@ from ingest import Embedder
 from ingest.chunking import sentence_spans
 from ingest.cleaning import readable
 from ragsvc.answering.base import NOT_FOUND, Answer, Passage
+from ragsvc.answering.conversation import Turn
 from ragsvc.answering.sentences import answer_kind, quotable
 from ragsvc.errors import RagsvcError
 
@@ -185,6 +186,9 @@ class ExtractiveBackend:
         self, question: str, passages: list[Passage], response_schema: dict[str, Any] | None
     ) -> str | None:
         return None  # answering is cheaper than a cache entry
+
+    def condense(self, question: str, history: Sequence[Turn]) -> str | None:
+        return None  # no rewrite without an LLM: the caller searches the no-LLM form
 
     def _rank(
         self, question: str, passages: list[Passage], mode: SentenceVectors | None = None

@@ -89,11 +89,8 @@ async def _answer_question(
     )
     # A follow-up is searched in its standalone form: the LLM's rewrite (condense template)
     # where the backend has one, else the form made without an LLM.
-    question = data.question
-    if history:
-        condense = getattr(backend, "condense", None)
-        rewritten = await in_thread(condense, data.question, history) if condense else None
-        question = rewritten or standalone(data.question, history)
+    rewritten = await in_thread(backend.condense, data.question, history) if history else None
+    question = rewritten or standalone(data.question, history)  # the question itself alone
 
     def context() -> tuple[list[Passage], Timings]:
         depth = context_depth(services.settings, data.k)
@@ -112,9 +109,9 @@ async def _answer_question(
         return to_passages(services.catalog, hits), timings
 
     passages, retrieval = await in_thread(context)
-    # The extractive answerer reads the follow-up as asked, among passages found for its
-    # standalone form (whose similarity ranks them); an LLM reads the standalone form.
-    asked = data.question if backend.name == "extractive" else question
+    # The backend answers the rewrite when there is one; otherwise the follow-up as asked,
+    # from the passages its no-LLM form found (their similarity to that form ranks them).
+    asked = rewritten or data.question
     key = backend.cache_key(asked, passages, data.response_schema)
     if key is not None:
         key = f"{key}:{services.catalog.generation()}"
