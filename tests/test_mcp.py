@@ -135,6 +135,13 @@ def test_tools_search_and_cited_answers_over_http(deployment: Deployment) -> Non
                 )
             )
             assert page["chunks"] and all(c["page_start"] <= 2 for c in page["chunks"])
+            first = result(
+                await a.call_tool(
+                    "read_document", {"document_id": deployment.pdf_document, "limit": 2}
+                )
+            )
+            assert [c["ordinal"] for c in first["chunks"]] == [0, 1]
+            assert first["next_offset"] == 2
             text = await a.read_resource(f"ragsvc://documents/{deployment.pdf_document}")
             assert "HMM-based" in re.sub(r"\s+", " ", text.contents[0].text)
 

@@ -188,19 +188,20 @@ def build_server(open_client: ClientFactory) -> MCPServer[Any]:
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
         offset: Annotated[int, Field(ge=0)] = 0,
     ) -> dict[str, Any]:
+        path = f"/documents/{document_id}/chunks"
         async with open_client(ctx) as client:
-            chunks = await call(client, "GET", f"/documents/{document_id}/chunks")
-        items = [
-            c
-            for c in chunks["chunks"]
-            if (page_start is None or (c["page_end"] or c["page_start"] or 0) >= page_start)
-            and (page_end is None or (c["page_start"] or 0) <= page_end)
-        ]
-        page = items[offset : offset + limit]
+            if page_start is None and page_end is None:  # the API pages it
+                page = await call(client, "GET", path, params={"limit": limit, "offset": offset})
+                chunks, next_offset = page["chunks"], page["next_offset"]
+            else:  # a page range: the chunks on those pages, paged here
+                every = (await call(client, "GET", path))["chunks"]
+                on_pages = [c for c in every if _on_pages(c, page_start, page_end)]
+                chunks = on_pages[offset : offset + limit]
+                next_offset = offset + limit if offset + limit < len(on_pages) else None
         return {
             "document_id": document_id,
-            "chunks": [_chunk(c) for c in page],
-            "next_offset": offset + limit if offset + limit < len(items) else None,
+            "chunks": [_chunk(c) for c in chunks],
+            "next_offset": next_offset,
         }
 
     @server.tool(description="Collections the key may read, with document and chunk counts.")
@@ -270,6 +271,12 @@ def build_server(open_client: ClientFactory) -> MCPServer[Any]:
         )
 
     return server
+
+
+def _on_pages(chunk: dict[str, Any], first: int | None, last: int | None) -> bool:
+    start = chunk["page_start"] or 0
+    end = chunk["page_end"] or start
+    return (first is None or end >= first) and (last is None or start <= last)
 
 
 def _chunk(chunk: dict[str, Any]) -> dict[str, Any]:
