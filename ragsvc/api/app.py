@@ -33,6 +33,7 @@ from ingest import Embedder, load_query_embedder
 from ragsvc import __version__
 from ragsvc.agents.http import McpMount
 from ragsvc.answering import LLMBackend
+from ragsvc.api.admin import take_backup
 from ragsvc.api.auth import (
     audit_refusal,
     authorize,
@@ -126,6 +127,7 @@ def create_app(
             list_templates,
             health,
             ready,
+            take_backup,
             metrics,
             give_feedback,
             list_interactions,

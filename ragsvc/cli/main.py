@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ingest.embed import show_export_progress
-from ragsvc.cli import access, agents, documents, evaluation, exports, index, serve
+from ragsvc.cli import access, agents, documents, evaluation, exports, index, keeping, serve
 from ragsvc.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="TOML settings file (or $RAGSVC_CONFIG)")
     parser.add_argument("--data-dir", help="data folder (setting data_dir, default ./data)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (documents, index, serve, agents, evaluation, exports, access):
+    for group in (documents, index, keeping, serve, agents, evaluation, exports, access):
         group.add_parsers(commands)
     return parser
 
