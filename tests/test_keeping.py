@@ -147,11 +147,11 @@ def test_backup_during_uploads_and_queries_restores_every_acknowledged_document(
 def archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     data_dir = tmp_path / "data"
     write_corpus(tmp_path / "seed", 3)
-    code, out, err = _run(
+    code, _, err = _run(
         capsys, "--data-dir", str(data_dir), "ingest", str(tmp_path / "seed"), "--no-progress"
     )
     assert code == 0, err
-    code, out, err = _run(
+    code, _, err = _run(
         capsys, "--data-dir", str(data_dir), "backup", "--out", str(tmp_path / "a.tgz")
     )
     assert code == 0, err
