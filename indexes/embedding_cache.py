@@ -110,6 +110,29 @@ class EmbeddingCache(StoreFile):
             (row(h, v) for h, v in vectors.items()),
         )
 
+    def stored_embeddings(
+        self, model_id: str, text_hashes: Sequence[bytes], dimension: int
+    ) -> dict[bytes, ChunkEmbedding]:
+        """The stored embeddings of these texts under `model_id`, as they were committed
+        (sentence vectors float16): what a commit to another store takes."""
+        found: dict[bytes, ChunkEmbedding] = {}
+        for batch in batches(list(text_hashes)):
+            marks = ",".join("?" * len(batch))
+            rows = self.reader().execute(
+                "SELECT text_hash, vector, sentence_spans, sentence_vectors FROM embeddings "
+                f"WHERE model_id = ? AND text_hash IN ({marks})",
+                (model_id, *batch),
+            )
+            for text_hash, vector, spans, vectors in rows:
+                found[bytes(text_hash)] = ChunkEmbedding(
+                    np.frombuffer(vector, dtype=np.float32),
+                    None if spans is None else np.frombuffer(spans, dtype=np.int32).reshape(-1, 2),
+                    None
+                    if vectors is None
+                    else np.frombuffer(vectors, dtype=np.float16).reshape(-1, dimension),
+                )
+        return found
+
     def sentences_for_chunks(
         self, model_id: str, chunk_ids: Sequence[int], dimension: int
     ) -> dict[int, tuple[np.ndarray, np.ndarray]]:

@@ -30,6 +30,7 @@ from indexes.rows import (
     SELECT_DOCUMENT_CHUNKS,
     ChunkRow,
     DocumentRow,
+    NewChunk,
     document_row,
     documents_query,
     utc_now,
@@ -117,6 +118,35 @@ class Store(EmbeddingCache, ChangeLog):
     def document_chunks(self, document_id: int) -> list[ChunkRow]:
         rows = self.reader().execute(SELECT_DOCUMENT_CHUNKS, (document_id,))
         return [ChunkRow(*row) for row in rows]
+
+    def change_position(self) -> int:
+        """The newest change-log sequence number: what a copy of the store reflects."""
+        with self.snapshot() as conn:
+            return self.change_seq(conn)
+
+    def stored_chunks(self, document_id: int) -> list[NewChunk]:
+        """A document's chunks as they were committed, with the context and text hash that key
+        their embeddings (to move the document into another store)."""
+        rows = self.reader().execute(
+            "SELECT ordinal, text, char_start, char_end, token_count, text_hash, page_start, "
+            "page_end, location, context FROM chunks WHERE document_id = ? ORDER BY ordinal",
+            (document_id,),
+        )
+        return [
+            NewChunk(
+                ordinal=row[0],
+                text=row[1],
+                char_start=row[2],
+                char_end=row[3],
+                token_count=row[4],
+                text_hash=bytes(row[5]),
+                page_start=row[6],
+                page_end=row[7],
+                location=row[8],
+                context=row[9],
+            )
+            for row in rows
+        ]
 
     def chunk_ids(self, collection: str | None = None) -> np.ndarray:
         if collection is None:

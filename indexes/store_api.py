@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from indexes.rows import ChunkRow, DocumentRow
+from indexes.rows import ChunkEmbedding, ChunkRow, DocumentRow, NewChunk
 
 
 class DocumentStore(Protocol):
@@ -24,6 +24,10 @@ class DocumentStore(Protocol):
         ...
 
     def collections(self) -> list[str]: ...
+
+    def change_position(self) -> int:
+        """The newest change-log sequence number."""
+        ...
 
     def counts(self) -> list[tuple[str, int, int]]:
         """(collection, documents, chunks) of every collection."""
@@ -38,6 +42,10 @@ class DocumentStore(Protocol):
     def find_by_sha256(self, collection: str, sha256: str) -> int | None: ...
 
     def document_chunks(self, document_id: int) -> list[ChunkRow]: ...
+
+    def stored_chunks(self, document_id: int) -> list[NewChunk]:
+        """The chunks as committed, with the context and hash keying their embeddings."""
+        ...
 
     def neighbour_chunks(self, document_id: int, ordinal: int, radius: int) -> list[ChunkRow]: ...
 
@@ -57,6 +65,10 @@ class DocumentStore(Protocol):
         self, model_id: str, chunk_ids: Sequence[int], dimension: int
     ) -> dict[int, tuple[np.ndarray, np.ndarray]]: ...
 
+    def stored_embeddings(
+        self, model_id: str, text_hashes: Sequence[bytes], dimension: int
+    ) -> dict[bytes, ChunkEmbedding]: ...
+
 
 class StoreReads:
     """The catalog's side of the seam: each `DocumentStore` read, answered by its store (so the
@@ -72,6 +84,12 @@ class StoreReads:
     def generation(self) -> int:
         return self.documents_store().generation()
 
+    def change_position(self) -> int:
+        return self.documents_store().change_position()
+
+    def counts(self) -> list[tuple[str, int, int]]:
+        return self.documents_store().counts()
+
     def document(self, document_id: int) -> DocumentRow:
         return self.documents_store().document(document_id)
 
@@ -86,6 +104,9 @@ class StoreReads:
 
     def document_chunks(self, document_id: int) -> list[ChunkRow]:
         return self.documents_store().document_chunks(document_id)
+
+    def stored_chunks(self, document_id: int) -> list[NewChunk]:
+        return self.documents_store().stored_chunks(document_id)
 
     def neighbour_chunks(self, document_id: int, ordinal: int, radius: int) -> list[ChunkRow]:
         return self.documents_store().neighbour_chunks(document_id, ordinal, radius)
@@ -110,6 +131,10 @@ class StoreReads:
         ):
             vectors.update(zip(ids.tolist(), batch, strict=True))
         return vectors
+
+    def stored_embeddings(self, text_hashes: Sequence[bytes]) -> dict[bytes, ChunkEmbedding]:
+        """text hash → its embedding under the catalog's model, as committed."""
+        return self.documents_store().stored_embeddings(self.model_id, text_hashes, self.dimension)
 
     def chunk_sentences(self, chunk_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """(spans, vectors) of the chunks whose embedding stored sentence vectors."""

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from indexes import snapshot
+from indexes import Catalog, snapshot
 from ragsvc.cli.main import main
 from tests.support.data import dataset, write_corpus
 from tests.support.processes import Server, run_ragsvc, wait_jobs
@@ -265,3 +265,118 @@ def test_backup_over_http_needs_an_admin_key_and_restores(tmp_path: Path) -> Non
         run_ragsvc("--data-dir", str(tmp_path / "r"), "stats", "--json").stdout
     )
     assert stats["documents"] == 5 and stats["chunks"] == stats["vectors_in_index_file"]
+
+
+HASHING = "tests.support.hashing_embedder:HashingEmbedder"
+
+
+def _hits(data_dir: Path, embedder: Any, queries: list[str]) -> list[list[tuple[str, int, float]]]:
+    from indexes import Catalog
+
+    with Catalog.open(data_dir, readonly=True) as catalog:
+        found = []
+        for text in queries:
+            hits = catalog.retrieve(
+                k=5, vector=embedder.embed_query(text), text=text, mode="hybrid"
+            )
+            found.append(
+                [
+                    (catalog.document(h.document_id).source_name, h.ordinal, round(h.score, 5))
+                    for h in hits
+                ]
+            )
+    return found
+
+
+def test_collection_moves_to_another_installation_without_embedding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], embedder: Any
+) -> None:
+    source, target = tmp_path / "source", tmp_path / "target"
+    write_corpus(tmp_path / "seed", 12)
+    code, _, err = _run(
+        capsys,
+        "--data-dir",
+        str(source),
+        "ingest",
+        str(tmp_path / "seed"),
+        "--collection",
+        "notes",
+        "--no-progress",
+    )
+    assert code == 0, err
+    archive = tmp_path / "notes.tgz"
+    code, out, err = _run(
+        capsys, "--data-dir", str(source), "export", "collection", "notes", "--out", str(archive)
+    )
+    assert code == 0, err
+    assert "12 documents" in out
+    code, out, err = _run(capsys, "--data-dir", str(target), "import", str(archive))
+    assert code == 0, err
+    assert "imported 12 documents" in out and "; 0 texts embedded" in out, out
+    queries = ["how do bees find flowers", "magma and the crust", "what the moon does to tides"]
+    assert _hits(target, embedder, queries) == _hits(source, embedder, queries)
+    with Catalog.open(target, readonly=True) as moved, Catalog.open(source, readonly=True) as kept:
+        documents = {d.source_name: d for d in moved.all_documents()}
+        for original in kept.all_documents():
+            copy = documents[original.source_name]
+            assert (copy.sha256, copy.chunk_count, copy.metadata, copy.page_count) == (
+                original.sha256,
+                original.chunk_count,
+                original.metadata,
+                original.page_count,
+            )
+            assert [
+                (c.text, c.char_start, c.char_end, c.location)
+                for c in moved.document_chunks(copy.id)
+            ] == [
+                (c.text, c.char_start, c.char_end, c.location)
+                for c in kept.document_chunks(original.id)
+            ]
+        assert moved.chunk_sentences(list(moved.chunk_documents())), "sentence vectors came too"
+
+    # Again under the same name: refused, saying how to choose another.
+    code, _, err = _run(capsys, "--data-dir", str(target), "import", str(archive))
+    assert code == 2 and "--collection NEW" in err
+    code, out, err = _run(
+        capsys, "--data-dir", str(target), "import", str(archive), "--collection", "copy"
+    )
+    assert code == 0 and "into collection copy; 0 texts embedded" in out, (out, err)
+
+
+def test_collection_of_another_model_is_refused_unless_reembedded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed, real = tmp_path / "hashed", tmp_path / "real"
+    write_corpus(tmp_path / "seed", 4)
+    monkeypatch.setenv("RAGSVC_EMBEDDER", HASHING)
+    code, _, err = _run(
+        capsys, "--data-dir", str(hashed), "ingest", str(tmp_path / "seed"), "--no-progress"
+    )
+    assert code == 0, err
+    archive = tmp_path / "hashed.tgz"
+    code, _, err = _run(
+        capsys, "--data-dir", str(hashed), "export", "collection", "default", "--out", str(archive)
+    )
+    assert code == 0, err
+    monkeypatch.delenv("RAGSVC_EMBEDDER")
+    write_corpus(tmp_path / "other", 2, seed=3)
+    code, _, err = _run(
+        capsys,
+        "--data-dir",
+        str(real),
+        "ingest",
+        str(tmp_path / "other"),
+        "--collection",
+        "mine",
+        "--no-progress",
+    )
+    assert code == 0, err
+    code, _, err = _run(capsys, "--data-dir", str(real), "import", str(archive))
+    assert code == 2, err
+    assert "test/hashing-64" in err and "--reembed" in err, err
+    with Catalog.open(real, readonly=True) as catalog:
+        assert [c for c, _, _ in catalog.counts()] == ["mine"]
+    code, out, err = _run(capsys, "--data-dir", str(real), "import", str(archive), "--reembed")
+    assert code == 0, err
+    assert "imported 4 documents" in out and "texts embedded with sentence-transformers" in out
+    assert "; 0 texts" not in out

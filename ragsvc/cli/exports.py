@@ -1,5 +1,5 @@
-"""`ragsvc export` (fine-tuning and evaluation data from rated answers) and `ragsvc log` (the
-interaction log)."""
+"""`ragsvc export` (a portable collection; fine-tuning and evaluation data from rated
+answers) and `ragsvc log` (the interaction log)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from indexes import Catalog
 from indexes.catalog import DATABASE_NAME
 from ragsvc.cli.common import (
     EXIT_FAILURES,
     EXIT_OK,
     CommandError,
+    human_bytes,
     parse_date,
     print_listing,
+    progress,
     table,
 )
 from ragsvc.factory import open_catalog
@@ -38,6 +41,8 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(f"no store in {settings.data_path}")
     try:
         with open_catalog(settings, readonly=True) as catalog:
+            if args.export_command == "collection":
+                return _export_collection(settings, catalog, args)
             if args.export_command == "eval":
                 summary = export_eval(catalog, settings.data_path, args.out, since=args.since)
                 print(
@@ -75,6 +80,35 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export_collection(settings: Settings, catalog: Catalog, args: argparse.Namespace) -> int:
+    from ragsvc.archive.collection import export_collection
+
+    bar = progress(args, 0, "doc")
+    try:
+        report = export_collection(
+            catalog,
+            args.name,
+            args.out,
+            chunk_max_tokens=settings.chunk_max_tokens,
+            chunk_overlap_tokens=settings.chunk_overlap_tokens,
+            on_document=lambda done, total: _advance(bar, done, total),
+        )
+    finally:
+        bar.close()
+    print(
+        f"exported collection {report.collection}: {report.documents} documents, "
+        f"{report.chunks} chunks with their {catalog.model_id} embeddings, to {report.path} "
+        f"({human_bytes(report.archive_bytes)}); the store keeps no original files, so the "
+        "archive holds the chunks"
+    )
+    return EXIT_OK
+
+
+def _advance(bar: Any, done: int, total: int) -> None:
+    bar.total = total
+    bar.update(done - bar.n)
+
+
 def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
     from ragsvc.interactions.log import tail
 
@@ -103,7 +137,7 @@ def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
 def add_parsers(commands: Any) -> None:
     """This module's commands, on the `ragsvc` parser's subparsers."""
     export = commands.add_parser(
-        "export", help="fine-tuning and evaluation data from rated answers"
+        "export", help="a collection, or fine-tuning and evaluation data from rated answers"
     )
     export_commands = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
     finetune = export_commands.add_parser(
@@ -127,6 +161,16 @@ def add_parsers(commands: Any) -> None:
     )
     check.add_argument("file", type=Path, metavar="FILE")
     check.add_argument("--max-tokens", type=int, default=4096, help="per record (default 4096)")
+    portable = export_commands.add_parser(
+        "collection",
+        help="one collection's documents, chunks and embeddings, for `ragsvc import`",
+        description="Write the collection's documents, their chunks (text, pages, offsets, "
+        "locations, metadata), the chunks' embeddings with the model id, and the settings they "
+        "were made with, as one archive with checksums.",
+    )
+    portable.add_argument("name", metavar="NAME", help="the collection")
+    portable.add_argument("--out", type=Path, required=True, metavar="FILE")
+    portable.add_argument("--no-progress", action="store_true", help="no progress bar")
     eval_set = export_commands.add_parser(
         "eval",
         help="the questions rated up as a BEIR-style set for `ragsvc eval retrieval`",

@@ -1,9 +1,10 @@
-"""`ragsvc backup`, `ragsvc restore` and `ragsvc import`: the knowledge kept in one archive and
-moved between installations (the archives are `ragsvc.archive`'s)."""
+"""`ragsvc backup`, `ragsvc restore`, `ragsvc import` and `ragsvc verify`: the knowledge kept
+in one archive and moved between installations (the archives are `ragsvc.archive`'s)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,13 @@ import msgspec
 
 from indexes import snapshot
 from indexes.catalog import INDEX_DIRECTORY
+from indexes.schema import DATABASE_NAME
 from ragsvc.archive.backup import backup
+from ragsvc.archive.collection import import_collection, read_collection_archive
 from ragsvc.archive.format import verify
 from ragsvc.archive.restore import restore
-from ragsvc.cli.common import EXIT_OK, AuditedCommand, human_bytes, progress
-from ragsvc.factory import open_catalog
+from ragsvc.cli.common import EXIT_OK, AuditedCommand, CommandError, human_bytes, progress
+from ragsvc.factory import make_embedder, open_catalog
 from ragsvc.settings import Settings
 
 
@@ -79,6 +82,38 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.pipeline import embed_texts
+
+    bar = progress(args, args.archive.stat().st_size if args.archive.is_file() else 0, "B")
+    try:
+        if not args.archive.is_file():
+            raise CommandError(f"no such archive: {args.archive}")
+        manifest = read_collection_archive(args.archive, on_bytes=lambda n: bar.update(n))
+    finally:
+        bar.close()
+    embedder = None
+    if args.reembed or not (settings.data_path / DATABASE_NAME).exists():
+        embedder = make_embedder(settings)
+    name = args.collection or manifest.collection
+    with (
+        open_catalog(settings, embedder) as catalog,
+        AuditedCommand(settings, "import", f"collection {name}, from {args.archive}") as audit,
+    ):
+        embed = None
+        if args.reembed and embedder is not None:
+            embed = functools.partial(embed_texts, embedder)
+        report = import_collection(
+            catalog, args.archive, manifest, collection=args.collection, embed=embed
+        )
+        audit.target = f"collection {report.collection}: {report.documents} documents"
+    print(
+        f"imported {report.documents} documents, {report.chunks} chunks into collection "
+        f"{report.collection}; {report.texts_embedded} texts embedded with {report.model_id}"
+    )
+    return EXIT_OK
+
+
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     manifest = verify(args.archive)
     print(
@@ -118,6 +153,21 @@ def add_parsers(commands: Any) -> None:
     back.add_argument("--json", action="store_true", help="print the report as JSON")
     back.add_argument("--no-progress", action="store_true", help="no progress bar")
     back.set_defaults(handler=cmd_restore)
+
+    load = commands.add_parser(
+        "import",
+        help="load a collection exported with `ragsvc export collection`",
+        description="Check the archive, then store its documents and chunks. With the "
+        "store's model, its embeddings are used and nothing is embedded; an archive of "
+        "another model is refused unless --reembed.",
+    )
+    load.add_argument("archive", type=Path, metavar="FILE")
+    load.add_argument("--collection", metavar="NEW", help="import under this name")
+    load.add_argument(
+        "--reembed", action="store_true", help="embed the chunks with this store's model"
+    )
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    load.set_defaults(handler=cmd_import)
 
     check = commands.add_parser(
         "verify", help="check a backup or collection archive against its checksums"

@@ -18,6 +18,10 @@ class HashingEmbedder:
     max_tokens = 64
     special_tokens = 2
 
+    def __init__(self, model: str = "", **_: object) -> None:
+        """Loadable as the `embedder` setting ("tests.support.hashing_embedder:HashingEmbedder");
+        the model name and options are ignored."""
+
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]
 
