@@ -57,11 +57,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.http_load import Connection, percentile, run_load  # noqa: E402
 from benchmarks.report import table  # noqa: E402
+from benchmarks.stores import Server, build  # noqa: E402
 from indexes import Catalog, SearchFilter  # noqa: E402
 from indexes.lexical import ENGLISH_STOPWORDS  # noqa: E402
-from ingest import IngestPipeline, jsonl_sources, load_embedder, load_query_embedder  # noqa: E402
-from ingest.chunking import Chunker  # noqa: E402
-from ragsvc.api.server_process import ServerProcess  # noqa: E402
+from ingest import load_query_embedder  # noqa: E402
 from ragsvc.evaluation.ranking import load_beir  # noqa: E402
 from ragsvc.evaluation.ranking_metrics import ndcg_at_k  # noqa: E402
 from ragsvc.retrieval.retriever import retrieve  # noqa: E402
@@ -100,29 +99,7 @@ def rss_mb(pid: int | None) -> tuple[float, float]:
     return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
 
 
-class Server(ServerProcess):
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        super().__init__(data_dir, log, cwd=ROOT)
-
-
 # -- stages ----------------------------------------------------------------------------------
-
-
-def build(store: Path, corpus: Path, settings: Settings) -> dict[str, float]:
-    embedder = load_embedder(settings.embedder_config)
-    chunker = Chunker(embedder, overlap=settings.chunk_overlap_tokens)
-    started = time.perf_counter()
-    with Catalog.open(store, model_id=embedder.model_id, dimension=embedder.dimension) as catalog:
-        report = IngestPipeline(catalog, embedder, chunker).run(
-            jsonl_sources(corpus), collection="beir"
-        )
-        catalog.refresh()
-    seconds = time.perf_counter() - started
-    print(
-        f"built a fresh store: {report.count('added')} documents, {report.chunks_stored} "
-        f"chunks in {seconds:.1f} s ({getattr(embedder, 'precision', '?')})\n"
-    )
-    return {"documents": report.count("added"), "chunks": report.chunks_stored, "seconds": seconds}
 
 
 def in_process(

@@ -31,6 +31,7 @@ from indexes.reader import IndexReader, SearchHit, StageTimer, no_stage
 from indexes.recovery import LexicalSettings
 from indexes.rows import ChunkEmbedding, NewDocument
 from indexes.schema import DATABASE_NAME
+from indexes.state import IndexState
 from indexes.store import Store
 from indexes.store_api import DocumentStore, StoreReads
 from indexes.vectors import IndexChoice, IndexType, VectorParams, resolve
@@ -251,7 +252,9 @@ class Catalog(StoreReads):
         self._after_write()
         return deleted
 
-    def store_embeddings(self, model_id: str, vectors: dict[bytes, np.ndarray]) -> None:
+    def store_embeddings(
+        self, model_id: str, vectors: Mapping[bytes, np.ndarray | ChunkEmbedding]
+    ) -> None:
         self._writer().store_embeddings(model_id, vectors)
 
     def _after_write(self) -> None:
@@ -259,34 +262,14 @@ class Catalog(StoreReads):
             self._reader.refresh()
             self.maybe_save()
 
-    def rebuild(
-        self,
-        index_type: IndexChoice | None = None,
-        *,
-        model_id: str | None = None,
-        dimension: int | None = None,
-    ) -> None:
+    def rebuild(self, index_type: IndexChoice | None = None) -> None:
         """Build new indexes from the store beside the served ones, save them as a new
-        build (other processes swap to it on refresh) and swap them in here.
-
-        With `model_id`, the store's model becomes that model (its embeddings must already be
-        stored, see `store_embeddings`).
-        """
-        writer = self._writer()
+        build (other processes swap to it on refresh) and swap them in here. (Another model:
+        `build_aside` and `switch_model`.)"""
+        self._writer()
         if index_type is None:
-            index_type = (
-                self._reader.state.dense.index_type
-                if self._reader is not None
-                else _manifest_type(self.index_directory) or self._requested_type
-            )
-        new_model = model_id or self.model_id
-        new_dimension = dimension or self.dimension
-        state = recovery.build(
-            self.store, new_model, new_dimension, index_type, self._lexical, self.vector_params
-        )
-        if new_model != self.model_id or new_dimension != self.dimension:
-            writer.set_model(new_model, new_dimension)
-            self.model_id, self.dimension = new_model, new_dimension
+            index_type = self.index_kind()
+        state = self.build_aside(self.model_id, self.dimension, index_type)
         self._requested_type = index_type
         replaced = None
         if self._reader is None:
@@ -298,12 +281,124 @@ class Catalog(StoreReads):
         if replaced is not None:
             replaced.dense.discard()  # a Milvus build's collection goes with it
 
+    def index_kind(self) -> IndexChoice:
+        """The kind a rebuild keeps: the served index's, else the saved snapshot's, else the
+        one asked for."""
+        if self._reader is not None:
+            return self._reader.state.dense.index_type
+        return _manifest_type(self.index_directory) or self._requested_type
+
+    # -- changing the model ------------------------------------------------------------------
+
+    def build_aside(self, model_id: str, dimension: int, index_type: IndexChoice) -> IndexState:
+        """A new build of the indexes from the embeddings of `model_id` (they must all be
+        stored; `LookupError` names the first chunk without one), not served here yet."""
+        return recovery.build(
+            self.store, model_id, dimension, index_type, self._lexical, self.vector_params
+        )
+
+    def switch_model(self, state: IndexState, dimension: int, model_name: str) -> bool:
+        """Make the store serve `state`'s model: its snapshot is saved first, then one
+        transaction makes the model the store's, if every chunk has an embedding for it (a
+        writer of the old model may have committed since: then False, nothing switched, and
+        `state` may be passed again once those chunks are embedded).
+        Servers following the store move to the snapshot; writers of the old model are
+        refused (`ModelChanged`) and reload. `model_name` is what loads the model."""
+        writer = self._writer()
+        try:
+            self._catch_up(state)
+        except LookupError:
+            return False  # a writer of the old model committed since: embed that first
+        snapshot.save(self.index_directory, state, dimension, replace_build=True)
+        if not writer.set_model(state.model_id, dimension, model_name):
+            return False
+        self.model_id, self.dimension = state.model_id, dimension
+        self._requested_type = state.dense.index_type
+        if self._reader is None:
+            self._reader = IndexReader(self.store, state)
+        else:
+            replaced = self._reader.state
+            self._reader.swap(state)
+            replaced.dense.discard()  # a Milvus build's collection goes with it
+        self.save(replace_build=True)
+        return True
+
+    def _catch_up(self, state: IndexState) -> None:
+        for _ in recovery.apply(state, recovery.read_change(self.store, state)):
+            pass
+
+    def drop_embeddings(self, model_id: str) -> int:
+        """Forget the stored embeddings of a model the store does not serve (a re-embed
+        given up); returns how many went."""
+        if model_id == self.model_id:
+            raise ValueError(f"{model_id!r} is the model the store serves")
+        return self._writer().drop_embeddings(model_id)
+
+    def stored_model(self) -> tuple[str | None, int | None, str | None]:
+        """(model id, dimension, name that loads it) as the store says now: another model
+        than this catalog's once a re-embed switched the store."""
+        dimension = self.store.meta("dimension")
+        return (
+            self.store.meta("model_id"),
+            int(dimension) if dimension else None,
+            self.store.meta("embedding_model"),
+        )
+
+    @staticmethod
+    def recorded_model(data_dir: Path) -> str | None:
+        """The name of the model a re-embed switched the store in `data_dir` to, if one did
+        (what loads it: a model name or folder), without opening the catalog."""
+        if not (data_dir / DATABASE_NAME).is_file():
+            return None
+        store = Store(data_dir / DATABASE_NAME, readonly=True)
+        try:
+            return store.meta("embedding_model")
+        finally:
+            store.close()
+
     # -- following other processes -----------------------------------------------------------
+
+    @property
+    def model_switched(self) -> bool:
+        """Whether the store now serves another model than this catalog's (`follow_model`)."""
+        return self.store.meta("model_id") not in (None, self.model_id)
+
+    def follow_model(self) -> bool:
+        """Serve the model the store switched to: its snapshot (saved before the switch)
+        loaded and caught up, or a build from its stored embeddings. False when the store
+        serves this catalog's model."""
+        model_id, dimension, _ = self.stored_model()
+        if model_id is None or dimension is None or model_id == self.model_id:
+            return False
+        state, _ = recovery.open_state(
+            self.store,
+            self.index_directory,
+            model_id,
+            dimension,
+            self._requested_type,
+            self._lexical,
+            self.vector_params,
+        )
+        reader = self.reader
+        replaced = reader.state
+        reader.swap(state)
+        replaced.dense.close()
+        self.model_id, self.dimension = model_id, dimension
+        if self.writer is not None:
+            self.writer.model_id = model_id
+        manifest = snapshot.read_manifest(self.index_directory)
+        if manifest is not None and manifest.build_id == state.build_id:
+            self._saved_seq, self._saved_build = manifest.change_seq, manifest.build_id
+        self._manifest_mtime = _mtime(self.index_directory / snapshot.MANIFEST_NAME)
+        return True
 
     def refresh(self) -> bool:
         """Catch up with writes made elsewhere, and move to a new build saved elsewhere (a
-        rebuild), built aside and swapped in. True when anything changed."""
+        rebuild), built aside and swapped in. True when anything changed. Once the store
+        serves another model, nothing more is applied until `follow_model`."""
         reader = self.reader
+        if self.model_switched:
+            return False
         moved = self._follow_rebuild(reader)
         return reader.refresh() or moved
 
@@ -417,10 +512,18 @@ class Catalog(StoreReads):
         filters: SearchFilter | None = None,
         fusion: FusionParams | None = None,
         stage: StageTimer = no_stage,
+        model_id: str | None = None,
     ) -> list[SearchHit]:
         """See `IndexReader.retrieve`."""
         return self.reader.retrieve(
-            k=k, vector=vector, text=text, mode=mode, filters=filters, fusion=fusion, stage=stage
+            k=k,
+            vector=vector,
+            text=text,
+            mode=mode,
+            filters=filters,
+            fusion=fusion,
+            stage=stage,
+            model_id=model_id,
         )
 
     def hits(self, pairs: Sequence[tuple[int, float]]) -> list[SearchHit]:

@@ -84,6 +84,36 @@ class EmbeddingCache(StoreFile):
         )
         return [(bytes(r[0]), str(r[1])) for r in rows]
 
+    def chunks_missing_embeddings(
+        self, model_id: str, after_id: int, limit: int
+    ) -> tuple[int, list[tuple[bytes, str | None, str]]]:
+        """The next chunks by id after `after_id` with no embedding for `model_id`, as (text
+        hash, context, text), at most `limit`; and the last chunk id read (walk on from it:
+        chunk ids only grow, so a walk also meets chunks committed while it runs)."""
+        rows = (
+            self.reader()
+            .execute(
+                "SELECT ch.id, ch.text_hash, ch.context, ch.text FROM chunks ch LEFT JOIN "
+                "embeddings e ON e.model_id = ? AND e.text_hash = ch.text_hash "
+                "WHERE ch.id > ? AND e.text_hash IS NULL ORDER BY ch.id LIMIT ?",
+                (model_id, after_id, limit),
+            )
+            .fetchall()
+        )
+        if not rows:
+            return after_id, []
+        return int(rows[-1][0]), [(bytes(r[1]), r[2], str(r[3])) for r in rows]
+
+    @staticmethod
+    def count_missing_embeddings(conn: sqlite3.Connection, model_id: str) -> int:
+        """Chunks with no embedding for `model_id`, read in `conn`'s transaction."""
+        row = conn.execute(
+            "SELECT COUNT(*) FROM chunks ch LEFT JOIN embeddings e ON e.model_id = ? "
+            "AND e.text_hash = ch.text_hash WHERE e.text_hash IS NULL",
+            (model_id,),
+        ).fetchone()
+        return int(row[0])
+
     @staticmethod
     def insert_embeddings(
         conn: sqlite3.Connection,

@@ -6,7 +6,8 @@ IndexesError
 │   └── DocumentNotFound
 ├── StoreMissing        no store exists at the data directory (read-only open)
 ├── SchemaTooNew        the store was written by a newer schema than this code knows
-└── ModelMismatch       the store was embedded with another model than the one configured
+├── ModelMismatch       the store was embedded with another model than the one configured
+└── ModelChanged        the store moved to another model (a re-embed switched) under a writer
 """
 
 
@@ -50,3 +51,16 @@ class ModelMismatch(IndexesError):
         )
         self.stored = stored
         self.configured = configured
+
+
+class ModelChanged(IndexesError):
+    """A writer of one model committed to a store that has moved to another (`rebuild
+    --reembed` switched it); nothing was stored. The writer reloads with the store's model."""
+
+    def __init__(self, stored: str, writer: str) -> None:
+        super().__init__(
+            f"the store now serves model {stored!r} (re-embedded) and this writer embeds with "
+            f"{writer!r}; nothing was stored"
+        )
+        self.stored = stored
+        self.writer = writer

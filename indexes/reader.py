@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
+from indexes.errors import ModelChanged
 from indexes.fusion import FusionParams, Mode, SearchFilter
 from indexes.recovery import apply, read_change
 from indexes.state import IndexState
@@ -183,10 +184,13 @@ class IndexReader:
         filters: SearchFilter | None = None,
         fusion: FusionParams | None = None,
         stage: StageTimer = no_stage,
+        model_id: str | None = None,
     ) -> list[SearchHit]:
         """Top-k chunks by dense similarity, BM25, or both fused, among chunks that match
         `filters` (k of them whenever k match). `vector` is needed for dense and hybrid,
-        `text` for lexical and hybrid; with a vector, every hit carries its similarity."""
+        `text` for lexical and hybrid; with a vector, every hit carries its similarity.
+        `model_id`, the model that embedded `vector`: `ModelChanged` when the indexes are of
+        another (the store switched models since the query was embedded)."""
         filters = filters or SearchFilter()
         fusion = fusion or FusionParams()
         if mode in ("dense", "hybrid") and vector is None:
@@ -199,6 +203,8 @@ class IndexReader:
         lexical: list[tuple[int, float]] = []
         with self._lock.reading():
             state = self._state
+            if model_id is not None and model_id != state.model_id:
+                raise ModelChanged(state.model_id, model_id)
             mask = None if filters.is_empty else self._mask(state, filters, collection_id)
             if mask is not None and not mask.chunks.any():
                 return []

@@ -57,6 +57,13 @@ class DocumentStore(Protocol):
 
     def texts_missing_embeddings(self, model_id: str) -> list[tuple[bytes, str]]: ...
 
+    def chunks_missing_embeddings(
+        self, model_id: str, after_id: int, limit: int
+    ) -> tuple[int, list[tuple[bytes, str | None, str]]]:
+        """The next chunks after `after_id` with no embedding for `model_id`: (last id read,
+        [(text hash, context, text)])."""
+        ...
+
     def vectors_for_chunks(
         self, model_id: str, chunk_ids: Sequence[int] | None, dimension: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
@@ -122,6 +129,11 @@ class StoreReads:
 
     def texts_missing_embeddings(self, model_id: str) -> list[tuple[bytes, str]]:
         return self.documents_store().texts_missing_embeddings(model_id)
+
+    def chunks_missing_embeddings(
+        self, model_id: str, after_id: int, limit: int
+    ) -> tuple[int, list[tuple[bytes, str | None, str]]]:
+        return self.documents_store().chunks_missing_embeddings(model_id, after_id, limit)
 
     def chunk_vectors(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """chunk id → its stored vector, under the catalog's model."""

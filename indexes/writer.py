@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 import numpy as np
 
-from indexes.errors import DocumentNotFound
+from indexes.errors import DocumentNotFound, ModelChanged
 from indexes.rows import ChunkEmbedding, NewDocument, utc_now
 from indexes.store import Store
 
@@ -52,6 +52,9 @@ class StoreWriter:
         """
         results: list[CommitResult] = []
         with self.store.write() as conn:
+            stored = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
+            if stored is not None and stored[0] != self.model_id:
+                raise ModelChanged(str(stored[0]), self.model_id)
             Store.insert_embeddings(conn, self.model_id, vectors)
             first_new = _next_id(conn, "documents")
             for document in documents:
@@ -169,15 +172,30 @@ class StoreWriter:
             conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
             return int(documents), int(chunks)
 
-    def store_embeddings(self, model_id: str, vectors: Mapping[bytes, np.ndarray]) -> None:
+    def store_embeddings(
+        self, model_id: str, vectors: Mapping[bytes, np.ndarray | ChunkEmbedding]
+    ) -> None:
         with self.store.write(bump_generation=False) as conn:
             Store.insert_embeddings(conn, model_id, vectors)
 
-    def set_model(self, model_id: str, dimension: int) -> None:
+    def set_model(self, model_id: str, dimension: int, model_name: str | None = None) -> bool:
+        """Make `model_id` the store's model, in one transaction that first checks every chunk
+        has an embedding for it: False (nothing changed) when one does not (a writer of the
+        old model committed since they were counted). `model_name` is what loads the model."""
         with self.store.write() as conn:
+            if Store.count_missing_embeddings(conn, model_id):
+                return False
             Store.set_meta(conn, "model_id", model_id)
             Store.set_meta(conn, "dimension", str(dimension))
+            if model_name is not None:
+                Store.set_meta(conn, "embedding_model", model_name)
         self.model_id = model_id
+        return True
+
+    def drop_embeddings(self, model_id: str) -> int:
+        """Forget every stored embedding of `model_id` (a re-embed given up); returns how many."""
+        with self.store.write(bump_generation=False) as conn:
+            return conn.execute("DELETE FROM embeddings WHERE model_id = ?", (model_id,)).rowcount
 
 
 def _next_id(conn: sqlite3.Connection, table: str) -> int:

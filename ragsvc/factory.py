@@ -6,8 +6,11 @@ the data directory's single writer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Literal
+
+import msgspec
 
 from indexes import Catalog
 from ingest import Chunker, Embedder, IngestPipeline, load_embedder, load_query_embedder
@@ -16,6 +19,7 @@ from ingest.sandbox import make_extractor
 from ragsvc.settings import Settings
 
 Engine = Literal["local", "ray"]
+logger = logging.getLogger(__name__)
 
 
 def open_catalog(settings: Settings, embedder: Embedder | None = None, **options: Any) -> Catalog:
@@ -35,14 +39,38 @@ def open_catalog(settings: Settings, embedder: Embedder | None = None, **options
     )
 
 
-def make_embedder(settings: Settings) -> Embedder:
-    """The document embedder of these settings (loaded once per process)."""
-    return load_embedder(settings.embedder_config)
+def store_settings(settings: Settings) -> Settings:
+    """These settings with the model the data directory's store serves: the one a re-embed
+    (`ragsvc rebuild --reembed`) switched it to, when one did, else `embedding_model`."""
+    recorded = Catalog.recorded_model(settings.data_path)
+    if recorded is None or recorded == settings.embedding_model:
+        return settings
+    if recorded not in _told:
+        _told.add(recorded)
+        logger.info(
+            "the store was re-embedded with %s (ragsvc rebuild --reembed): using it rather "
+            "than embedding_model %s",
+            recorded,
+            settings.embedding_model,
+        )
+    return msgspec.structs.replace(settings, embedding_model=recorded)
+
+
+_told: set[str] = set()
+
+
+def make_embedder(settings: Settings, *, model: str | None = None) -> Embedder:
+    """The document embedder of the store's model, or of `model` (a name or folder) when
+    given; loaded once per process."""
+    if model is not None:
+        chosen = msgspec.structs.replace(settings, embedding_model=model)
+        return load_embedder(chosen.embedder_config)
+    return load_embedder(store_settings(settings).embedder_config)
 
 
 def make_query_embedder(settings: Settings) -> Embedder:
-    """The query embedder of these settings: OpenVINO or ONNX Runtime where it can be."""
-    return load_query_embedder(settings.embedder_config)
+    """The query embedder of the store's model: OpenVINO or ONNX Runtime where it can be."""
+    return load_query_embedder(store_settings(settings).embedder_config)
 
 
 def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
@@ -68,7 +96,7 @@ def make_pipeline(
     if (engine or settings.ingest_engine) == "ray":
         return RayIngestPipeline(
             catalog,
-            settings.embedder_config,
+            store_settings(settings).embedder_config,
             options=settings.ray_options,
             chunk_max_tokens=settings.chunk_max_tokens or None,
             chunk_overlap=settings.chunk_overlap_tokens,

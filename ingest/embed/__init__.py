@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ QueryRuntime = Literal["auto", "openvino", "onnx", "torch"]
 AUTO_RUNTIMES = ("openvino", "onnx")
 """What `query_runtime = "auto"` tries, in order, before torch."""
 EXPORT_TIMEOUT = 900.0
+EXPORT_NICE = 10
 logger = logging.getLogger(__name__)
 EXPORT_LOGGER = "ingest.embed.export"
 export_log = logging.getLogger(EXPORT_LOGGER)
@@ -178,6 +180,8 @@ def _export(config: EmbedderConfig, folder: Path) -> None:
         text=True,
         timeout=EXPORT_TIMEOUT,
         check=False,
+        # Below queries: a running server exports a re-embedded store's model while it serves.
+        preexec_fn=lambda: os.nice(EXPORT_NICE),
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]

@@ -20,7 +20,7 @@ from ragsvc.api.auth import (
 from ragsvc.errors import (
     BadRequest,
 )
-from ragsvc.factory import open_catalog
+from ragsvc.factory import make_query_embedder, open_catalog
 from ragsvc.interactions.log import (
     InteractionLog,
 )
@@ -112,13 +112,37 @@ class Services:
         )
 
     def _follow(self) -> None:
-        """Pick up what the worker and CLI commands commit, and rebuilds made elsewhere."""
+        """Pick up what the worker and CLI commands commit, rebuilds made elsewhere, and a
+        re-embed's switch to another model."""
         while not self._stopping.wait(self.settings.refresh_interval):
             try:
+                if self.catalog.model_switched:
+                    self.follow_model()
                 self.catalog.refresh()
                 self.catalog.maybe_save()
             except Exception:
                 logger.exception("following the store failed; retrying")
+
+    def follow_model(self) -> None:
+        """Serve the model a re-embed switched the store to: its query encoder is loaded (and
+        exported and checked) while the old model still answers, then the indexes and the
+        encoder move together (cached answers are keyed by the store's generation, which
+        the switch moved)."""
+        model_id, _, name = self.catalog.stored_model()
+        embedder = make_query_embedder(self.settings)
+        if embedder.model_id != model_id:
+            logger.error(
+                "the store moved to model %s (%s) but it loads as %s; still serving %s",
+                model_id,
+                name,
+                embedder.model_id,
+                self.catalog.model_id,
+            )
+            return
+        previous = self.catalog.model_id
+        self.catalog.follow_model()
+        self.encoder.swap(embedder)
+        logger.info("now serving model %s (re-embedded; was %s)", model_id, previous)
 
     def notify_worker(self) -> None:
         notify: Callable[[], None] | None = getattr(self.worker, "notify", None)

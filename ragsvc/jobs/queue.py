@@ -301,9 +301,14 @@ class JobQueue:
             ).rowcount
         return requeued, given_up
 
-    def requeue(self, job_id: str) -> None:
+    def requeue(self, job_id: str, *, count_attempt: bool = True) -> None:
+        """Queue a taken job again; `count_attempt=False`: its take is not held against it
+        (the run stopped for a reason of the service's, not the document's)."""
         with self._write() as conn:
-            conn.execute("UPDATE jobs SET state = 'queued' WHERE id = ?", (job_id,))
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', attempts = attempts - ? WHERE id = ?",
+                (0 if count_attempt else 1, job_id),
+            )
 
     def mark_stage(
         self, job_id: str, state: JobState, pages: int | None, chunks_total: int | None

@@ -7,7 +7,9 @@ round-robin across uploads, as the pipeline has room for them (`lookahead` docum
 the embedder), so a job uploaded while thousands wait is among the next few taken. The run
 goes on while there is work and ends when the queue has been empty for `idle_after` seconds.
 A job taken before (its run was interrupted by a crash or a kill) runs alone, in its own run,
-so that it cannot take others down with it; after `max_attempts` it fails for good.
+so that it cannot take others down with it; after `max_attempts` it fails for good. When a
+re-embed switches the store to another model, the run's commit is refused: its jobs go back
+to the queue, not counted as attempts, and the pipeline is built again with the new model.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+from indexes import ModelChanged
 from ingest import IngestPipeline
 from ingest.pipeline import DocumentOutcome, Stage
 from ingest.ray_engine import RayIngestPipeline
@@ -50,9 +53,12 @@ class JobRunner:
         *,
         idle_after: float = 1.0,
         poll: float = 0.25,
+        reload: Callable[[], IngestPipeline | RayIngestPipeline] | None = None,
     ) -> None:
         self.jobs = jobs
         self.pipeline = pipeline
+        self.reload = reload
+        """Builds the pipeline again for the store's model, after a re-embed switched it."""
         self.idle_after = idle_after
         self.poll = poll
         self._wake = threading.Event()
@@ -155,6 +161,14 @@ class JobRunner:
 
         try:
             self.pipeline.run(sources(), on_document=on_document, on_stage=on_stage)
+        except ModelChanged as error:
+            if self.reload is None:
+                raise
+            logger.info("%s: reloading with the store's model", error)
+            for job in started.values():
+                self.jobs.requeue(job.id, count_attempt=False)
+            self.pipeline.close()
+            self.pipeline = self.reload()
         except Exception:
             logger.exception("ingestion run failed with %d job(s) unfinished", len(started))
             for job in started.values():

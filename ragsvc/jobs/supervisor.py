@@ -29,6 +29,7 @@ from ragsvc.jobs.worker import (
     SETTINGS_VARIABLE,
     acquire_worker_lock,
     build_runner,
+    close_runner,
     worker_ready,
 )
 from ragsvc.settings import Settings
@@ -135,7 +136,7 @@ class WorkerThread:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self._lock = acquire_worker_lock(settings.data_path)
-        self._runner, self._catalog = build_runner(settings, embedder)
+        self._runner = build_runner(settings, embedder)
 
     @property
     def pid(self) -> int | None:
@@ -157,7 +158,5 @@ class WorkerThread:
 
     def stop(self) -> None:
         self._runner.stop()
-        self._runner.pipeline.close()
-        self._runner.jobs.close()
-        self._catalog.close()
+        close_runner(self._runner)
         os.close(self._lock)

@@ -24,8 +24,8 @@ from types import FrameType
 
 import msgspec
 
-from indexes import Catalog
-from ingest import Embedder
+from ingest import Embedder, IngestPipeline
+from ingest.ray_engine import RayIngestPipeline
 from ragsvc.errors import RagsvcError
 from ragsvc.factory import make_embedder, make_pipeline, open_catalog
 from ragsvc.jobs.queue import JobQueue
@@ -99,21 +99,35 @@ def worker_ready(data_dir: Path, pid: int | None) -> bool:
         return False
 
 
-def build_runner(settings: Settings, embedder: Embedder | None = None) -> tuple[JobRunner, Catalog]:
-    """The job runner of a data directory, with its embedder (the configured one unless
-    given) and a catalog that only writes (it never loads an index)."""
-    embedder = embedder or make_embedder(settings)
-    catalog = open_catalog(settings, embedder)
-    pipeline = make_pipeline(
-        settings,
-        catalog,
-        embedder,
-        pool_chunks=settings.worker_pool_chunks,
-        lookahead=LOOKAHEAD,
-        on_batch=EmbeddingStats(settings.data_path / WORKER_METRICS).record,
-    )
+def build_runner(settings: Settings, embedder: Embedder | None = None) -> JobRunner:
+    """The job runner of a data directory, with its embedder (the store's model unless
+    given) and a catalog that only writes (it never loads an index). After a re-embed
+    switched the store's model, the runner builds its pipeline again with the new one."""
+    stats = EmbeddingStats(settings.data_path / WORKER_METRICS)
+
+    def build(model: Embedder | None) -> IngestPipeline | RayIngestPipeline:
+        model = model or make_embedder(settings)
+        return make_pipeline(
+            settings,
+            open_catalog(settings, model),
+            model,
+            pool_chunks=settings.worker_pool_chunks,
+            lookahead=LOOKAHEAD,
+            on_batch=stats.record,
+        )
+
     queue = JobQueue(settings.data_path, max_attempts=settings.job_max_attempts)
-    return JobRunner(queue, pipeline), catalog
+    return JobRunner(queue, build(embedder), reload=lambda: build(None))
+
+
+def close_runner(runner: JobRunner) -> None:
+    """Close what `build_runner` opened."""
+    catalog = runner.pipeline.catalog
+    try:
+        runner.pipeline.close()
+        runner.jobs.close()
+    finally:
+        catalog.close()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -145,7 +159,7 @@ def main() -> int:
     except WorkerBusy as error:
         logger.error("%s", error)
         return EXIT_BUSY
-    runner, catalog = build_runner(settings)
+    runner = build_runner(settings)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         runner.stop(timeout=0)
@@ -158,9 +172,7 @@ def main() -> int:
     try:
         runner.run_forever()
     finally:
-        runner.pipeline.close()
-        runner.jobs.close()
-        catalog.close()
+        close_runner(runner)
     return 0
 
 

@@ -99,6 +99,18 @@ class QueryEncoder:
                 self._cache.popitem(last=False)
         return request.vector
 
+    def swap(self, embedder: Embedder) -> None:
+        """Embed with `embedder` from now on (the store moved to its model); the cached
+        vectors of the old model go. A batch under way finishes with the old one: callers
+        compare `model_id` before and after (see `retrieval.retrieve`)."""
+        with self._wake, self._cache_lock:
+            self.embedder = embedder
+            self.dimension = embedder.dimension
+            self.max_tokens = embedder.max_tokens
+            self.special_tokens = embedder.special_tokens
+            self._cache.clear()
+            self.model_id = embedder.model_id
+
     # -- batching ----------------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
-from indexes import Catalog, SearchHit
+from indexes import Catalog, ModelChanged, SearchHit
 from indexes.fusion import Mode, SearchFilter
 from indexes.reader import StageTimer, no_stage
 from ingest import Embedder
@@ -47,21 +47,32 @@ def retrieve(
     `rerank_score`; `score` stays the mode's) before the k best are kept."""
     mode = mode or settings.retrieval_mode
     started = time.perf_counter()
-    vector = None
-    if mode != "lexical" or need_vector:
-        with stage("embed"):
-            vector = embedder.embed_query(text)
-    embedded = time.perf_counter()
     depth = max(k, settings.reranker_candidates) if reranker is not None else k
-    hits = catalog.retrieve(
-        k=depth,
-        vector=vector,
-        text=text,
-        mode=mode,
-        filters=filters,
-        fusion=settings.fusion_params,
-        stage=stage,
-    )
+    for attempt in range(2):
+        vector = None
+        model = embedder.model_id
+        if mode != "lexical" or need_vector:
+            with stage("embed"):
+                vector = embedder.embed_query(text)
+        embedded = time.perf_counter()
+        try:
+            hits = catalog.retrieve(
+                k=depth,
+                vector=vector,
+                text=text,
+                mode=mode,
+                filters=filters,
+                fusion=settings.fusion_params,
+                stage=stage,
+                model_id=None if vector is None else model,
+            )
+        except ModelChanged:
+            # The service moved to a re-embedded store's model between the two steps: the
+            # query is embedded again, by the new model.
+            if attempt:
+                raise
+            continue
+        break
     if reranker is not None and hits:
         with stage("rerank"):
             head = hits[: settings.reranker_candidates]
