@@ -98,7 +98,7 @@ def main() -> None:
             ["restore", f"{restore_seconds:.1f}", restore_out],
             [
                 "first open of the restored store",
-                f"{open_seconds:.1f}",
+                f"{open_seconds:.2f}",
                 f"{chunks} chunks, {vectors} vectors; snapshot reused: {reused}",
             ],
         ],

@@ -29,7 +29,7 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from ingest import Embedder, load_query_embedder
+from ingest import Embedder
 from ragsvc import __version__
 from ragsvc.agents.http import McpMount
 from ragsvc.answering import LLMBackend
@@ -58,6 +58,7 @@ from ragsvc.api.problems import handle_exception
 from ragsvc.api.search import query, search
 from ragsvc.api.services import Services
 from ragsvc.api.status import health, metrics, ready
+from ragsvc.factory import make_query_embedder
 from ragsvc.retrieval.reranker import Reranker
 from ragsvc.settings import Settings
 from ragsvc.telemetry.prometheus import (
@@ -78,9 +79,10 @@ def create_app(
     """The application; parts not given are built from `settings` when it starts.
 
     `embedder` embeds queries (and, with `ingest_worker = "thread"`, documents too); by
-    default queries go through `ingest.load_query_embedder` (OpenVINO or ONNX Runtime where
-    it can) and documents through the worker process's own embedder. `tracer_provider` (an
-    OpenTelemetry `TracerProvider`) takes the spans; without one, the `tracing` setting decides.
+    default queries go through `factory.make_query_embedder` (the store's model, on OpenVINO
+    or ONNX Runtime where it can) and documents through the worker process's own embedder.
+    `tracer_provider` (an OpenTelemetry `TracerProvider`) takes the spans; without one, the
+    `tracing` setting decides.
     """
     observed = Metrics()
     if tracer_provider is None and settings.tracing:
@@ -91,7 +93,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         def open_services() -> Services:
-            query_embedder = embedder or load_query_embedder(settings.embedder_config)
+            query_embedder = embedder or make_query_embedder(settings)
             return Services(settings, query_embedder, backends, embedder, tracer, reranker)
 
         services = await anyio.to_thread.run_sync(open_services)

@@ -91,6 +91,8 @@ class Services:
         )
         self.worker.start()
         self._stopping = threading.Event()
+        self._unloadable: str | None = None
+        """A model the store moved to that does not load here (said once, not retried)."""
         self._follower = threading.Thread(target=self._follow, name="index-follower", daemon=True)
         self._follower.start()
         self.reads: AsyncStoreReads
@@ -129,8 +131,11 @@ class Services:
         encoder move together (cached answers are keyed by the store's generation, which
         the switch moved)."""
         model_id, _, name = self.catalog.stored_model()
+        if model_id == self._unloadable:
+            return
         embedder = make_query_embedder(self.settings)
         if embedder.model_id != model_id:
+            self._unloadable = model_id
             logger.error(
                 "the store moved to model %s (%s) but it loads as %s; still serving %s",
                 model_id,

@@ -58,6 +58,7 @@ class BackupReport(msgspec.Struct, frozen=True):
     path: str
     archive_bytes: int
     data_bytes: int
+    """What the archive holds, uncompressed: the databases' copies and the index snapshot."""
     documents: int
     chunks: int
     change_seq: int
@@ -120,7 +121,7 @@ def backup(
     return BackupReport(
         path=str(out),
         archive_bytes=out.stat().st_size,
-        data_bytes=directory_bytes(data_dir),
+        data_bytes=sum(m.size for m in manifest.members),
         documents=manifest.documents,
         chunks=manifest.chunks,
         change_seq=manifest.change_seq,
@@ -171,10 +172,6 @@ def copy_snapshot(directory: Path, target: Path) -> snapshot.Manifest | None:
         shutil.copytree(directory / manifest.snapshot, target / manifest.snapshot)
         shutil.copyfile(directory / snapshot.MANIFEST_NAME, target / snapshot.MANIFEST_NAME)
     return manifest
-
-
-def directory_bytes(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
 class _StoreFacts(msgspec.Struct, frozen=True):

