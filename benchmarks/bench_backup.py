@@ -11,8 +11,6 @@ into a fresh directory and opens it as `ragsvc serve` would. Prints one table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,7 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table  # noqa: E402
-from benchmarks.stores import SEARCH_HEADERS, Searcher, Server, build  # noqa: E402
+from benchmarks.stores import (  # noqa: E402
+    SEARCH_HEADERS,
+    Searcher,
+    Server,
+    beir_queries,
+    build,
+    machine,
+)
 from indexes import Catalog, snapshot  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
@@ -51,13 +56,8 @@ def main() -> None:
     parser.add_argument("corpus_dir", type=Path)
     parser.add_argument("--search-interval", type=float, default=0.1)
     args = parser.parse_args()
-    queries = [
-        json.loads(line)["text"]
-        for line in (args.corpus_dir / "queries.jsonl").read_text().splitlines()
-    ]
-    print(
-        f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}"
-    )
+    queries = beir_queries(args.corpus_dir)
+    print(machine())
     with tempfile.TemporaryDirectory(prefix="bench-backup-") as folder:
         work = Path(folder)
         store, archive, restored = work / "store", work / "store.tgz", work / "restored"

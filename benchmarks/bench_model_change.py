@@ -16,8 +16,6 @@ during-ingestion bound of `bench_serving.py` (p95 ≤ 150 ms), with zero errors.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table  # noqa: E402
-from benchmarks.stores import SEARCH_HEADERS, Searcher, Server, build  # noqa: E402
+from benchmarks.stores import (  # noqa: E402
+    SEARCH_HEADERS,
+    Searcher,
+    Server,
+    beir_queries,
+    build,
+    machine,
+)
 from ragsvc.settings import Settings  # noqa: E402
 from tests.support.models import perturbed_model  # noqa: E402
 
@@ -68,13 +73,8 @@ def main() -> None:
     parser.add_argument("--search-interval", type=float, default=0.1)
     parser.add_argument("--quiet-seconds", type=float, default=20.0)
     args = parser.parse_args()
-    queries = [
-        json.loads(line)["text"]
-        for line in (args.corpus_dir / "queries.jsonl").read_text().splitlines()
-    ]
-    print(
-        f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}"
-    )
+    queries = beir_queries(args.corpus_dir)
+    print(machine())
     with tempfile.TemporaryDirectory(prefix="bench-model-change-") as folder:
         work = Path(folder)
         store = work / "store"

@@ -4,6 +4,8 @@ every latency and error."""
 
 from __future__ import annotations
 
+import json
+import platform
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,18 @@ from ragsvc.api.server_process import ServerProcess
 from ragsvc.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def beir_queries(corpus_dir: Path) -> list[str]:
+    """Every query text of a BEIR folder, in file order."""
+    lines = (corpus_dir / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["text"] for line in lines]
+
+
+def machine() -> str:
+    return (
+        f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}"
+    )
 
 
 class Server(ServerProcess):

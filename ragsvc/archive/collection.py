@@ -2,8 +2,8 @@
 documents, chunks and embeddings in an archive that another installation loads.
 
     collection.json          the collection's name and the settings its chunks were made with
-    documents.jsonl          one document per line, its chunks inside (text, pages, offsets,
-                             location, context, text hash)
+    documents.jsonl          one document per line as the store took it (`NewDocument`), its
+                             chunks inside (text, pages, offsets, location, context, text hash)
     embeddings/hashes.npy    the distinct chunk texts' hashes, one row each
     embeddings/vectors.npy   their vectors (float32), in the same order
     embeddings/sentences.npy how many sentence vectors each has (-1: none stored)
@@ -58,32 +58,6 @@ class CollectionSettings(msgspec.Struct, frozen=True):
     """Whether the archive holds the original files (the store does not keep them)."""
 
 
-class ExportedChunk(msgspec.Struct, frozen=True):
-    ordinal: int
-    text: str
-    char_start: int
-    char_end: int
-    token_count: int
-    text_hash: str
-    page_start: int | None = None
-    page_end: int | None = None
-    location: str | None = None
-    context: str | None = None
-
-
-class ExportedDocument(msgspec.Struct, frozen=True):
-    source_name: str
-    media_type: str
-    sha256: str
-    byte_size: int
-    char_count: int
-    chunks: list[ExportedChunk]
-    external_id: str | None = None
-    page_count: int | None = None
-    metadata: dict[str, object] = {}
-    created_at: str = ""
-
-
 class ExportReport(msgspec.Struct, frozen=True):
     path: str
     collection: str
@@ -124,7 +98,8 @@ def export_collection(
                 chunks += len(stored)
                 for chunk in stored:
                     hashes.setdefault(chunk.text_hash, None)
-                exported = ExportedDocument(
+                exported = NewDocument(
+                    collection=name,
                     source_name=row.source_name,
                     media_type=row.media_type,
                     sha256=row.sha256,
@@ -133,13 +108,7 @@ def export_collection(
                     external_id=row.external_id,
                     page_count=row.page_count,
                     metadata=row.metadata,
-                    created_at=row.created_at,
-                    chunks=[
-                        ExportedChunk(
-                            **{**msgspec.structs.asdict(c), "text_hash": c.text_hash.hex()}
-                        )
-                        for c in stored
-                    ],
+                    chunks=stored,
                 )
                 lines.write(msgspec.json.encode(exported) + b"\n")
                 if on_document is not None:
@@ -296,30 +265,10 @@ def _read_embeddings(folder: Path, dimension: int) -> dict[bytes, ChunkEmbedding
 
 
 def _read_documents(path: Path, collection: str) -> Iterator[NewDocument]:
-    decoder = msgspec.json.Decoder(ExportedDocument)
+    decoder = msgspec.json.Decoder(NewDocument)
     with path.open("rb") as lines:
         for line in lines:
-            document = decoder.decode(line)
-            yield NewDocument(
-                collection=collection,
-                source_name=document.source_name,
-                media_type=document.media_type,
-                sha256=document.sha256,
-                byte_size=document.byte_size,
-                char_count=document.char_count,
-                external_id=document.external_id,
-                page_count=document.page_count,
-                metadata=dict(document.metadata),
-                chunks=[
-                    NewChunk(
-                        **{
-                            **msgspec.structs.asdict(c),
-                            "text_hash": bytes.fromhex(c.text_hash),
-                        }
-                    )
-                    for c in document.chunks
-                ],
-            )
+            yield msgspec.structs.replace(decoder.decode(line), collection=collection)
 
 
 def _batches(documents: Iterator[NewDocument]) -> Iterator[list[NewDocument]]:
