@@ -309,7 +309,7 @@ class Catalog(StoreReads):
             self._catch_up(state)
         except LookupError:
             return False  # a writer of the old model committed since: embed that first
-        snapshot.save(self.index_directory, state, dimension, replace_build=True)
+        manifest = snapshot.save(self.index_directory, state, dimension, replace_build=True)
         if not writer.set_model(state.model_id, dimension, model_name):
             return False
         self.model_id, self.dimension = state.model_id, dimension
@@ -320,7 +320,9 @@ class Catalog(StoreReads):
             replaced = self._reader.state
             self._reader.swap(state)
             replaced.dense.discard()  # a Milvus build's collection goes with it
-        self.save(replace_build=True)
+        if manifest is not None:  # saved above; what the switch committed since follows
+            self._saved_seq, self._saved_build = manifest.change_seq, manifest.build_id
+            self._manifest_mtime = _mtime(self.index_directory / snapshot.MANIFEST_NAME)
         return True
 
     def _catch_up(self, state: IndexState) -> None:

@@ -87,6 +87,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("get", "/jobs"): lambda t, c: ("/jobs", {}),
     ("delete", "/jobs/{job_id}"): lambda t, c: (f"/jobs/{t.job[c]}", {}),
     ("get", "/metrics"): lambda t, c: ("/metrics", {}),
+    ("post", "/admin/backup"): lambda t, c: ("/admin/backup", {}),
     ("post", "/feedback"): lambda t, c: (
         "/feedback",
         {"json": {"request_id": t.answer[c], "rating": "up"}},
@@ -112,6 +113,7 @@ ADMIN = {
     ("post", "/collections"),
     ("delete", "/collections/{name}"),
     ("get", "/metrics"),
+    ("post", "/admin/backup"),
     ("get", "/interactions"),
 }
 UNSCOPED = {
@@ -122,6 +124,7 @@ UNSCOPED = {
     ("get", "/jobs"),
     ("get", "/v1/models"),
     ("get", "/metrics"),
+    ("post", "/admin/backup"),
     ("get", "/interactions"),
 }
 PUBLIC = {("get", "/health")}
@@ -196,6 +199,10 @@ def test_every_route_checks_keys_scopes_and_collections(tenants: Tenants) -> Non
     lead_a = {"Authorization": f"Bearer {tenants.admin_a}"}
     assert client.get("/metrics", headers=lead_a).status_code == 403
     assert client.get("/metrics", headers=admin).status_code == 200
+    # So does a backup.
+    assert client.post("/admin/backup", headers=lead_a).status_code == 403
+    backup = client.post("/admin/backup", headers=admin)
+    assert backup.status_code == 200 and backup.content[:2] == b"\x1f\x8b"  # gzip
     hits = client.post("/search", json={"query": "vault code", "k": 10}, headers=team_a).json()
     assert hits["results"] and {h["collection"] for h in hits["results"]} == {"a"}
     answer = client.post("/query", json={"question": "What is the vault code?"}, headers=team_a)

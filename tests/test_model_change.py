@@ -183,6 +183,8 @@ def test_gated_model_change_while_serving(tmp_path: Path) -> None:
         f"uploads; {done} texts embedded before the kill, {embedded} after"
     )
     assert set(traffic.statuses) == {200}, sorted(set(traffic.statuses))
+    log = (tmp_path / "server.log").read_text()
+    assert "reloading with the store's model" in log, "the worker never met the switch"
     assert ready["model"] == str(same)
     stats = json.loads(run_ragsvc("--data-dir", str(data), "stats", "--json").stdout)
     assert stats["model_id"] == str(same) and stats["chunks"] == stats["vectors_in_memory"]

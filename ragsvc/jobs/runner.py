@@ -167,7 +167,9 @@ class JobRunner:
             logger.info("%s: reloading with the store's model", error)
             for job in started.values():
                 self.jobs.requeue(job.id, count_attempt=False)
-            self.pipeline.close()
+            replaced = self.pipeline
+            replaced.close()
+            replaced.catalog.close()
             self.pipeline = self.reload()
         except Exception:
             logger.exception("ingestion run failed with %d job(s) unfinished", len(started))

@@ -43,11 +43,12 @@ def small_beir(target: Path, queries: int, distractors: int, *, split: str = "te
     """A BEIR folder of `queries` judged SciFact queries of `split`, the documents they judge
     and `distractors` other documents."""
     source = dataset("scifact")
-    lines = (source / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
-    header, rows = lines[0], [line.split("\t") for line in lines[1:]]
+    qrels = (source / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+    header, rows = qrels[0], [line.split("\t") for line in qrels[1:]]
     chosen = sorted({row[0] for row in rows}, key=int)[:queries]
     judged = {row[1] for row in rows if row[0] in chosen}
-    corpus = [json.loads(line) for line in (source / "corpus.jsonl").open(encoding="utf-8")]
+    lines = (source / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    corpus = [json.loads(line) for line in lines]
     others = [doc for doc in corpus if doc["_id"] not in judged]
     picked = [doc for doc in corpus if doc["_id"] in judged]
     picked += random.Random(0).sample(others, distractors)
