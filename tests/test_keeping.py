@@ -380,3 +380,44 @@ def test_collection_of_another_model_is_refused_unless_reembedded(
     assert code == 0, err
     assert "imported 4 documents" in out and "texts embedded with sentence-transformers" in out
     assert "; 0 texts" not in out
+
+
+def test_collection_archive_with_bad_content_but_good_checksums_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive re-made by hand, checksums and all: its content is checked too, before
+    anything is stored (with two documents a transaction, the good ones would otherwise be)."""
+    import msgspec
+
+    from ragsvc.archive import collection
+    from ragsvc.archive.format import extract, staged_members, verify, write_archive_file
+
+    monkeypatch.setattr(collection, "COMMIT_DOCUMENTS", 2)
+    source = tmp_path / "source"
+    write_corpus(tmp_path / "seed", 3)
+    assert _run(capsys, "--data-dir", str(source), "ingest", str(tmp_path / "seed"))[0] == 0
+    archive = tmp_path / "good.tgz"
+    code, _, err = _run(
+        capsys, "--data-dir", str(source), "export", "collection", "default", "--out", str(archive)
+    )
+    assert code == 0, err
+    for damage, expected in (
+        ("documents.jsonl", "documents.jsonl line 4"),
+        ("embeddings/vectors.npy", "embeddings/vectors.npy in the archive is unreadable"),
+    ):
+        unpacked = tmp_path / f"unpacked-{damage.replace('/', '-')}"
+        manifest = verify(archive)
+        extract(archive, manifest, unpacked)
+        target = unpacked / damage
+        lines = target.read_bytes().splitlines(keepends=True)
+        bad = b"".join(lines) + b'{"source_name": 7}\n'  # after three good documents
+        target.write_bytes(bad if damage.endswith("l") else b"x")
+        remade = tmp_path / f"remade-{damage.replace('/', '-')}.tgz"
+        write_archive_file(
+            unpacked, msgspec.structs.replace(manifest, members=staged_members(unpacked)), remade
+        )
+        other = tmp_path / f"other-{damage.replace('/', '-')}"
+        code, _, err = _run(capsys, "--data-dir", str(other), "import", str(remade))
+        assert code == 2 and expected in err, err
+        with Catalog.open(other, readonly=True) as catalog:
+            assert catalog.counts() == [], "a refused import stored something"

@@ -38,6 +38,8 @@ from ragsvc.errors import RagsvcError
 
 COMMIT_DOCUMENTS = 64
 """Documents stored per transaction on import."""
+MAX_NAME = 200
+"""The longest collection name (as the API takes them)."""
 Embed = Callable[[list[NewChunk]], list[ChunkEmbedding]]
 
 
@@ -161,8 +163,8 @@ def import_collection(
     name). Its embeddings are used when the archive's model is the store's; otherwise `embed`
     re-embeds the chunks, and without it the import is refused."""
     name = (collection or manifest.collection or "").strip()
-    if not name:
-        raise ImportRefused("the collection name is empty")
+    if not name or len(name) > MAX_NAME:
+        raise ImportRefused(f"a collection name is 1 to {MAX_NAME} characters")
     same_model = (manifest.model_id, manifest.dimension) == (catalog.model_id, catalog.dimension)
     if not same_model and embed is None:
         raise ImportRefused(
@@ -180,8 +182,16 @@ def import_collection(
         staging = Path(folder)
         extract(path, manifest, staging)
         stored = _read_embeddings(staging / "embeddings", manifest.dimension) if same_model else {}
+        lines = staging / "documents.jsonl"
+        # Every document is read once before any is stored: a bad line stores nothing.
+        needed = {c.text_hash for document in _read_documents(lines, name) for c in document.chunks}
+        if same_model and not needed <= stored.keys():
+            raise ImportRefused(
+                f"the archive holds no embedding for {len(needed - stored.keys())} of its "
+                "chunk texts"
+            )
         documents = chunks = embedded = 0
-        for batch in _batches(_read_documents(staging / "documents.jsonl", name)):
+        for batch in _batches(_read_documents(lines, name)):
             vectors: dict[bytes, ChunkEmbedding] = {}
             texts = {c.text_hash: c for document in batch for c in document.chunks}
             if same_model:
@@ -244,7 +254,12 @@ def _write_embeddings(folder: Path, catalog: Catalog, hashes: list[bytes], dimen
 
 def _read_embeddings(folder: Path, dimension: int) -> dict[bytes, ChunkEmbedding]:
     def load(name: str) -> np.ndarray:
-        return np.load(folder / name, allow_pickle=False)
+        try:
+            return np.load(folder / name, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise ImportRefused(
+                f"embeddings/{name} in the archive is unreadable: {error}"
+            ) from None
 
     hashes, vectors, counts = load("hashes.npy"), load("vectors.npy"), load("sentences.npy")
     spans, sentence_vectors = load("spans.npy"), load("sentence_vectors.npy")
@@ -267,8 +282,12 @@ def _read_embeddings(folder: Path, dimension: int) -> dict[bytes, ChunkEmbedding
 def _read_documents(path: Path, collection: str) -> Iterator[NewDocument]:
     decoder = msgspec.json.Decoder(NewDocument)
     with path.open("rb") as lines:
-        for line in lines:
-            yield msgspec.structs.replace(decoder.decode(line), collection=collection)
+        for number, line in enumerate(lines, 1):
+            try:
+                document = decoder.decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                raise ImportRefused(f"documents.jsonl line {number}: {error}") from None
+            yield msgspec.structs.replace(document, collection=collection)
 
 
 def _batches(documents: Iterator[NewDocument]) -> Iterator[list[NewDocument]]:
