@@ -35,8 +35,8 @@ def machine() -> str:
 
 
 class Server(ServerProcess):
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        super().__init__(data_dir, log, cwd=ROOT)
+    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(data_dir, log, env, cwd=ROOT)
 
 
 def build(store: Path, corpus: Path, settings: Settings) -> dict[str, float]:

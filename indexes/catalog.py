@@ -260,7 +260,7 @@ class Catalog(StoreReads):
     def _after_write(self) -> None:
         if self._reader is not None:
             self._reader.refresh()
-            self.maybe_save()
+            self.maybe_save(rebuild=False)  # a write never waits for a rebuild
 
     def rebuild(self, index_type: IndexChoice | None = None) -> None:
         """Build new indexes from the store beside the served ones, save them as a new
@@ -482,10 +482,12 @@ class Catalog(StoreReads):
         # boundary is not rebuilt back and forth.
         return not (dense.index_type == "ivf" and count >= self.vector_params.auto_threshold // 2)
 
-    def maybe_save(self) -> None:
-        """Save when dirty and `save_interval` seconds passed since the last save; rebuild
-        aside and swap when an `auto` index has outgrown its kind."""
-        if self.outgrown():
+    def maybe_save(self, *, rebuild: bool = True) -> None:
+        """Save when dirty and `save_interval` seconds passed since the last save; with
+        `rebuild`, rebuild aside and swap when an `auto` index has outgrown its kind (the
+        server's follower thread does this, never a request: a rebuild at a million chunks
+        takes minutes)."""
+        if rebuild and self.outgrown():
             logger.info("the index outgrew its kind: rebuilding it aside (index_type auto)")
             self.rebuild("auto")
             return

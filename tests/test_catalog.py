@@ -233,6 +233,8 @@ def test_auto_moves_to_ivf_when_the_store_outgrows_exact_search(
         query = embedder.embed_query("glaciers carve valleys")
         _ingest(catalog, embedder, chunker, tmp_path / "more")
         assert len(catalog.reader.state.dense) >= 40
+        assert catalog.index_type == "flat"  # the write did not wait for a rebuild
+        catalog.maybe_save()  # what the server's follower thread does
         assert catalog.index_type == "ivf"  # rebuilt aside and swapped in
         assert catalog.reader.state.dense.supports_remove
         hits = catalog.search(query, k=5)
