@@ -58,6 +58,7 @@ CHUNK_SENTENCES = (4, 9)
 DOCUMENT_CHUNKS = (2, 24)
 BATCH_DOCUMENTS = 500
 PROBE_PHRASE = "marmoset lantern ferry quorum"
+OPEN_TIMEOUT = 1800.0
 
 
 def embed_corpus(scifact: Path, folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +210,7 @@ def timed_open(store: Path, log: Path, models: Path) -> tuple[Server, float]:
     env = {"RAGSVC_MODEL_CACHE_DIR": str(models), "RAGSVC_QUERY_CACHE_SIZE": "1"}
     started = time.perf_counter()
     server = Server(store, log, env)
+    server.ready_timeout = OPEN_TIMEOUT
     server.start()
     return server, time.perf_counter() - started
 
@@ -232,6 +234,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--work", type=Path, help="keep the store and embeddings here")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the store a run left in --work, unfilled"
+    )
     args = parser.parse_args()
     print(machine())
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
@@ -248,8 +253,14 @@ def main() -> None:
         from ingest import load_embedder
 
         model_id = load_embedder().model_id
-        shutil.rmtree(store, ignore_errors=True)
-        figures: dict[str, Any] = fill(store, args.chunks, abstracts, filler, base, model_id)
+        if args.reuse and (store / "index").is_dir():
+            with Catalog.open(store, readonly=True) as catalog:
+                chunks, listed = catalog.stats().chunks, len(catalog.all_documents())
+            figures: dict[str, Any] = {"chunks": chunks, "documents": listed, "reused": True}
+        else:
+            shutil.rmtree(store, ignore_errors=True)
+            figures = fill(store, args.chunks, abstracts, filler, base, model_id)
+        print(json.dumps(figures), file=sys.stderr, flush=True)
         figures["disk_mb"] = disk_mb(store)
         from ingest import EmbedderConfig, load_query_embedder
 
@@ -288,6 +299,7 @@ def main() -> None:
                 figures["rss_after_mb"] = rss_mb(server.process.pid if server.process else None)
         finally:
             server.stop()
+            print(json.dumps(figures), file=sys.stderr, flush=True)
         shutil.rmtree(store / "index")
         server, figures["open_without_snapshot_s"] = timed_open(
             store, work / "server2.log", work / "models"
@@ -307,14 +319,15 @@ def main() -> None:
 def searchable_after(client: httpx.Client) -> float:
     """Seconds from an uploaded document's commit (its job's `finished_at`) until a lexical
     search finds it."""
-    body = f"A field report: the {PROBE_PHRASE} was sighted.".encode()
-    response = client.post("/documents", files=[("files", ("probe.txt", body, "text/plain"))])
+    name = f"probe-{time.time_ns()}.txt"  # a store measured again holds earlier probes
+    body = f"A field report: the {PROBE_PHRASE} was sighted, {name}.".encode()
+    response = client.post("/documents", files=[("files", (name, body, "text/plain"))])
     job_id = response.json()["jobs"][0]["id"]
     while True:
         hits = client.post(
-            "/search", json={"query": PROBE_PHRASE, "k": 3, "mode": "lexical"}
+            "/search", json={"query": f"{PROBE_PHRASE} {name}", "k": 3, "mode": "lexical"}
         ).json()["results"]
-        if hits and hits[0]["source_name"] == "probe.txt":
+        if hits and hits[0]["source_name"] == name:
             found = time.time()
             break
         time.sleep(0.02)
