@@ -4,10 +4,12 @@ recovery from a pruned log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,11 @@ def test_query_runtimes_embed_every_scifact_query_as_torch_fp32_does(runtime: st
     one_by_one = np.stack([query_embedder.embed_query(q) for q in queries])
     assert len(queries) > 1000
     assert float((one_by_one * reference).sum(axis=1).min()) >= 0.9999
+    # Batches run on their own compiled model (one thread for OpenVINO): the same vectors.
+    batched = np.concatenate(
+        [query_embedder.embed_documents(queries[i : i + 8]) for i in range(0, 256, 8)]
+    )
+    assert float((batched * reference[:256]).sum(axis=1).min()) >= 0.9999
     assert query_embedder.token_offsets("Tides follow the moon.") == fp32.token_offsets(
         "Tides follow the moon."
     )
@@ -110,6 +117,60 @@ def test_concurrent_queries_share_forward_passes_and_get_their_own_vectors(
         before = encoder.forward_passes
         assert float(encoder.embed_query(texts[0]) @ expected[texts[0]]) >= 0.9999
         assert encoder.forward_passes == before and encoder.cache_hits == 1  # from the cache
+    finally:
+        encoder.close()
+
+
+class _FailingEmbedder:
+    """An embedder whose model fails on every pass."""
+
+    model_id, dimension, max_tokens, special_tokens = "failing", 4, 16, 2
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return []
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        raise ValueError("the model failed")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        raise ValueError("the model failed")
+
+
+def test_queries_awaited_on_one_event_loop_share_passes_and_get_their_own_vectors(
+    onnx_embedder: Embedder,
+) -> None:
+    encoder = QueryEncoder(onnx_embedder, cache_size=1024, batch_wait=0.005)
+    texts = [f"an awaited question {i} on tides and {i * 3} harbours" for i in range(24)]
+    expected = {t: onnx_embedder.embed_query(t) for t in texts}
+
+    async def ask_all() -> list[np.ndarray]:
+        return list(await asyncio.gather(*(encoder.embed_query_async(t) for t in texts)))
+
+    try:
+        vectors = asyncio.run(ask_all())  # one thread: each waits without blocking it
+        for text, vector in zip(texts, vectors, strict=True):
+            assert float(vector @ expected[text]) >= 0.9999
+        assert encoder.batched_queries == len(texts)
+        assert encoder.forward_passes < len(texts)
+        assert asyncio.run(encoder.embed_query_async(texts[3])) is vectors[3]  # the cache
+    finally:
+        encoder.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(encoder.embed_query_async("after close"))
+
+
+def test_a_failing_query_model_fails_every_awaiting_request() -> None:
+    encoder = QueryEncoder(_FailingEmbedder(), batch_wait=0.005)
+
+    async def ask_all() -> list[np.ndarray | BaseException]:
+        asks = (encoder.embed_query_async(f"question {i}") for i in range(5))
+        return list(await asyncio.gather(*asks, return_exceptions=True))
+
+    try:
+        results = asyncio.run(ask_all())
+        assert all(isinstance(r, ValueError) and "failed" in str(r) for r in results)
+        with pytest.raises(ValueError, match="failed"):
+            encoder.embed_query("a waiting thread fails too")
     finally:
         encoder.close()
 

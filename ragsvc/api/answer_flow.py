@@ -20,7 +20,7 @@ from ragsvc.answering import Answer, LLMBackend, Passage
 from ragsvc.answering.chat import BackendError
 from ragsvc.answering.conversation import bounded, standalone
 from ragsvc.api.auth import visible, visible_collections
-from ragsvc.api.common import in_thread, ms
+from ragsvc.api.common import in_search_thread, in_thread, ms
 from ragsvc.api.schemas import (
     AnswerSource,
     Filters,
@@ -35,7 +35,13 @@ from ragsvc.errors import (
 from ragsvc.interactions.log import (
     Interaction,
 )
-from ragsvc.retrieval.retriever import Retrieved, context_depth, context_hits, retrieve
+from ragsvc.retrieval.retriever import (
+    QueryVector,
+    Retrieved,
+    context_depth,
+    context_hits,
+    retrieve,
+)
 from ragsvc.retrieval.retriever import passages as to_passages
 from ragsvc.security.keys import Principal
 
@@ -92,6 +98,8 @@ async def _answer_question(
     rewritten = await in_thread(backend.condense, data.question, history) if history else None
     question = rewritten or standalone(data.question, history)  # the question itself alone
 
+    embedded = await embed_for_retrieval(services, question, data.mode, need_vector=True)
+
     def context() -> tuple[list[Passage], Timings]:
         depth = context_depth(services.settings, data.k)
         retrieved, timings = timed_retrieval(
@@ -104,11 +112,12 @@ async def _answer_question(
             data.mode,
             data.filters,
             need_vector=True,
+            embedded_query=embedded,
         )
         hits = context_hits(services.catalog, services.settings, retrieved.hits, data.k)
         return to_passages(services.catalog, hits), timings
 
-    passages, retrieval = await in_thread(context)
+    passages, retrieval = await in_search_thread(services, context)
     # The backend answers the rewrite when there is one; otherwise the follow-up as asked,
     # from the passages its no-LLM form found (their similarity to that form ranks them).
     asked = rewritten or data.question
@@ -288,6 +297,22 @@ async def _answer_events(
     yield event("done", done)
 
 
+async def embed_for_retrieval(
+    services: Services, text: str, mode: Mode | None, *, need_vector: bool = False
+) -> QueryVector | None:
+    """The query's vector when its retrieval needs one, awaited on the event loop (no thread
+    waits for the query model); None for lexical retrieval and for text that is refused."""
+    if not text.strip() or ((mode or services.settings.retrieval_mode) == "lexical"
+                            and not need_vector):  # fmt: skip
+        return None
+    encoder = services.encoder
+    model = encoder.model_id
+    started = time.perf_counter()
+    with services.tracer.stage("embed"):
+        vector = await encoder.embed_query_async(text)
+    return QueryVector(vector, model, time.perf_counter() - started)
+
+
 def timed_retrieval(
     services: Services,
     principal: Principal,
@@ -299,6 +324,7 @@ def timed_retrieval(
     filters: Filters | None = None,
     *,
     need_vector: bool = False,
+    embedded_query: QueryVector | None = None,
 ) -> tuple[Retrieved, Timings]:
     """The top-k chunks for `text`, with the time each stage took (runs in a thread)."""
     if not text.strip():
@@ -321,6 +347,7 @@ def timed_retrieval(
         need_vector=need_vector,
         stage=services.tracer.stage,
         reranker=services.reranker,
+        embedded_query=embedded_query,
     )
     embed_s, search_s = retrieved.embed_seconds, retrieved.search_seconds
     timings = Timings(embed_ms=ms(embed_s), search_ms=ms(search_s), total_ms=ms(embed_s + search_s))

@@ -9,8 +9,13 @@ from litestar import Request, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
-from ragsvc.api.answer_flow import EventStream, answer_question, timed_retrieval
-from ragsvc.api.common import Caller, in_thread, services_of
+from ragsvc.api.answer_flow import (
+    EventStream,
+    answer_question,
+    embed_for_retrieval,
+    timed_retrieval,
+)
+from ragsvc.api.common import Caller, in_search_thread, services_of
 from ragsvc.api.schemas import (
     QueryRequest,
     QueryResponse,
@@ -27,9 +32,12 @@ from ragsvc.telemetry.logs import REQUEST_ID
 
 @post("/search", status_code=200, summary="Top-k chunks for a query")
 async def search(state: State, principal: Caller, data: JSONBody[SearchRequest]) -> SearchResponse:
-    retrieved, timings = await in_thread(
+    services = services_of(state)
+    embedded = await embed_for_retrieval(services, data.query, data.mode)
+    retrieved, timings = await in_search_thread(
+        services,
         timed_retrieval,
-        services_of(state),
+        services,
         principal,
         data.query,
         "query",
@@ -37,6 +45,7 @@ async def search(state: State, principal: Caller, data: JSONBody[SearchRequest])
         data.collection,
         data.mode,
         data.filters,
+        embedded_query=embedded,
     )
     return SearchResponse([SearchResult.of(hit) for hit in retrieved.hits], timings)
 

@@ -5,9 +5,11 @@ logs, and the ingestion worker."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 
+import anyio
 from prometheus_client.core import Metric
 
 from indexes.async_reads import AsyncStoreReads
@@ -95,11 +97,16 @@ class Services:
         """A model the store moved to that does not load here (said once, not retried)."""
         self._follower = threading.Thread(target=self._follow, name="index-follower", daemon=True)
         self._follower.start()
+        self.search_slots: anyio.CapacityLimiter
+        """Threads retrieval runs in at once (`search_threads`)."""
         self.reads: AsyncStoreReads
         self.job_reads: AsyncJobReads
         self.log: InteractionLog
 
     async def open_async(self) -> None:
+        self.search_slots = anyio.CapacityLimiter(
+            self.settings.search_threads or os.cpu_count() or 1
+        )
         self.reads = await AsyncStoreReads.open(self.settings.data_path)
         try:
             self.job_reads = await AsyncJobReads.open(self.settings.data_path)
@@ -199,6 +206,16 @@ class Services:
         )
         yield counter(
             "ragsvc_query_embedding_cache_misses", "Query vectors computed", encoder.cache_misses
+        )
+        yield counter(
+            "ragsvc_query_forward_passes",
+            "Forward passes of the query model (queries waiting together share one)",
+            encoder.forward_passes,
+        )
+        yield counter(
+            "ragsvc_query_batched",
+            "Queries embedded by those passes (over forward passes: the mean batch size)",
+            encoder.batched_queries,
         )
         yield counter("ragsvc_answer_cache_hits", "Answers from the cache", self.cache.hits)
         yield counter("ragsvc_answer_cache_misses", "Answers not in the cache", self.cache.misses)

@@ -1,7 +1,7 @@
 """Query embeddings for the service: a small cache, and micro-batching of concurrent requests.
 
     request threads ──embed_query──▶ cache? ──miss──▶ queue ──▶ batcher thread
-                                                                  one forward pass for every
+    the event loop ──embed_query_async──▶ ...  ─────────┘         one forward pass for every
                                                                   query waiting (up to
                                                                   `max_batch`), each caller
                                                                   gets exactly its own vector
@@ -14,11 +14,16 @@ for company. Identical questions in one batch are embedded once. Answers to repe
 questions come from an LRU cache keyed by the exact text, which is also how the extractive
 answerer reuses the vector retrieval computed: a question is embedded once per request.
 
+The service's routes wait with `embed_query_async`: the batcher resolves their futures on the
+event loop, so a request holds no thread while its query is in the queue (under 32 clients a
+blocked thread per waiting query cost CPU in hand-offs and kept batches short).
+
 `QueryEncoder` is itself an `Embedder`: token offsets and document batches pass through.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,13 +34,32 @@ from ingest import Embedder
 
 
 class _Request:
-    __slots__ = ("done", "error", "text", "vector")
+    __slots__ = ("done", "error", "future", "text", "vector")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, future: asyncio.Future[np.ndarray] | None = None) -> None:
         self.text = text
         self.vector: np.ndarray | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.future = future  # an event loop's waiter, resolved on its loop
+
+    def finish(self) -> None:
+        self.done.set()
+        future = self.future
+        if future is not None:
+            future.get_loop().call_soon_threadsafe(_resolve, future, self.vector, self.error)
+
+
+def _resolve(
+    future: asyncio.Future[np.ndarray], vector: np.ndarray | None, error: BaseException | None
+) -> None:
+    if future.done():  # the request was cancelled (its client went away)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert vector is not None
+        future.set_result(vector)
 
 
 class QueryEncoder:
@@ -76,28 +100,52 @@ class QueryEncoder:
         return self.embedder.embed_documents(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
+        cached = self._cached(text)
+        if cached is not None:
+            return cached
+        request = _Request(text)
+        self._enqueue(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.vector is not None
+        self._keep(text, request.vector)
+        return request.vector
+
+    async def embed_query_async(self, text: str) -> np.ndarray:
+        """`embed_query` for a coroutine: it waits on its event loop, holding no thread."""
+        cached = self._cached(text)
+        if cached is not None:
+            return cached
+        request = _Request(text, asyncio.get_running_loop().create_future())
+        self._enqueue(request)
+        assert request.future is not None
+        vector = await request.future
+        self._keep(text, vector)
+        return vector
+
+    def _cached(self, text: str) -> np.ndarray | None:
         with self._cache_lock:
             cached = self._cache.get(text)
             if cached is not None:
                 self._cache.move_to_end(text)
                 self.cache_hits += 1
-                return cached
-            self.cache_misses += 1
-        request = _Request(text)
+            else:
+                self.cache_misses += 1
+            return cached
+
+    def _keep(self, text: str, vector: np.ndarray) -> None:
+        with self._cache_lock:
+            self._cache[text] = vector
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def _enqueue(self, request: _Request) -> None:
         with self._wake:
             if self._closed:
                 raise RuntimeError("the query encoder is closed")
             self._queue.append(request)
             self._wake.notify()
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        assert request.vector is not None
-        with self._cache_lock:
-            self._cache[text] = request.vector
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return request.vector
 
     def swap(self, embedder: Embedder) -> None:
         """Embed with `embedder` from now on (the store moved to its model); the cached
@@ -133,7 +181,7 @@ class QueryEncoder:
         except BaseException as error:
             for request in batch:
                 request.error = error
-                request.done.set()
+                request.finish()
             return
         self.forward_passes += 1
         self.batched_queries += len(batch)
@@ -142,7 +190,7 @@ class QueryEncoder:
             vector = by_text[request.text].copy()
             vector.setflags(write=False)
             request.vector = vector
-            request.done.set()
+            request.finish()
 
     def close(self) -> None:
         with self._wake:

@@ -20,6 +20,15 @@ from ragsvc.retrieval.reranker import Reranker
 from ragsvc.settings import Settings
 
 
+class QueryVector(NamedTuple):
+    """A query embedded before retrieval (the service embeds on its event loop)."""
+
+    vector: np.ndarray
+    model_id: str
+    """The model that embedded it: a store moved to another model embeds the query again."""
+    seconds: float
+
+
 class Retrieved(NamedTuple):
     hits: list[SearchHit]
     vector: np.ndarray | None
@@ -40,9 +49,11 @@ def retrieve(
     need_vector: bool = False,
     stage: StageTimer = no_stage,
     reranker: Reranker | None = None,
+    embedded_query: QueryVector | None = None,
 ) -> Retrieved:
     """Top-k hits for `text`. Lexical retrieval embeds nothing unless `need_vector` (an
-    answer needs the vector, and then hits also carry their similarity). With a `reranker`,
+    answer needs the vector, and then hits also carry their similarity); `embedded_query`
+    is `text` already embedded. With a `reranker`,
     the first `reranker_candidates` hits are ordered again by it (its score is their
     `rerank_score`; `score` stays the mode's) before the k best are kept."""
     mode = mode or settings.retrieval_mode
@@ -51,7 +62,10 @@ def retrieve(
     for attempt in range(2):
         vector = None
         model = embedder.model_id
-        if mode != "lexical" or need_vector:
+        if embedded_query is not None and not attempt:
+            vector, model = embedded_query.vector, embedded_query.model_id
+            started -= embedded_query.seconds
+        elif mode != "lexical" or need_vector:
             with stage("embed"):
                 vector = embedder.embed_query(text)
         embedded = time.perf_counter()

@@ -158,6 +158,18 @@ class ServiceSettings(RetrievalSettings, frozen=True, kw_only=True, forbid_unkno
         ),
     ] = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535, description="Port `ragsvc serve` listens on.")] = 8000
+    search_threads: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=256,
+            description=(
+                "Searches the server runs at once (0: one per core); more requests wait "
+                "their turn. Threads beyond the cores only contend: at 32 clients on 2 "
+                "cores, one per core served 287 requests/s against 222 with a thread each."
+            ),
+        ),
+    ] = 0
     max_file_bytes: Annotated[
         int, Meta(ge=1, description="Largest uploaded file, in bytes (larger ones get 413).")
     ] = 50_000_000
