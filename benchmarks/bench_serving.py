@@ -4,6 +4,8 @@ whole corpus is uploaded.
     python benchmarks/bench_serving.py CORPUS_DIR [--stages build,retrieval,server,load,ingest]
         [--clients 32] [--duration 30] [--upload-batch 100] [--search-interval 0.1]
 
+    (stages: build, retrieval, server, load, profile, ingest; profile needs py-spy)
+
 CORPUS_DIR is a BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/test.tsv`; the train
 split, when there is one, supplies warm-up and `/query` questions). Every run builds a fresh
 store in a temporary folder with the defaults (the document embedder, bf16 where the CPU has
@@ -18,8 +20,13 @@ it), and prints one table per stage:
   `/query` (extractive) on training questions, so no answer comes from a cache.
 - load: one client, then `--clients` clients, for `--duration` seconds each on `/search`;
   every request text is distinct (a counter is appended), so the query cache never answers;
-  with the server's CPU time per request (all its threads, from /proc). Then the server's and
-  the worker's resident memory.
+  with the server's CPU time per request (all its threads, from /proc) and the queries per
+  forward pass of the query model (from /metrics). Then the query model's own CPU per query
+  at batch 1 and at the batch size the clients reached, measured in this process with the
+  server's embedder and nothing else running, and the server's CPU per request over it.
+  Then the server's and the worker's resident memory.
+- profile: the same two loads under py-spy (`cpu_profile.py`): CPU ms per request by stage
+  (query model, BM25, FAISS, rows, serialisation, HTTP, ...).
 - ingest: the whole corpus uploaded through `POST /documents` in requests of
   `--upload-batch` files to a fresh server, while one client searches every
   `--search-interval` seconds; after 1,000 files are queued, a one-page document is uploaded
@@ -55,6 +62,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cpu_profile import Recording, per_request  # noqa: E402
 from benchmarks.http_load import Connection, percentile, run_load  # noqa: E402
 from benchmarks.report import table  # noqa: E402
 from benchmarks.stores import Server, build  # noqa: E402
@@ -66,7 +74,7 @@ from ragsvc.evaluation.ranking_metrics import ndcg_at_k  # noqa: E402
 from ragsvc.retrieval.retriever import retrieve  # noqa: E402
 from ragsvc.settings import Settings  # noqa: E402
 
-STAGES = ("build", "retrieval", "server", "load", "ingest")
+STAGES = ("build", "retrieval", "server", "load", "profile", "ingest")
 MODES = ("dense", "lexical", "hybrid")
 PROBE = (
     "Field report. The quokka colony on the northern headland counted forty-one adults this "
@@ -273,7 +281,47 @@ def server_stage(server: Server, queries: list[str], questions: list[str]) -> di
     }
 
 
-def load_stage(server: Server, queries: list[str], clients: int, seconds: float) -> dict[str, Any]:
+def model_counters(url: str) -> tuple[float, float]:
+    """The server's query-model forward passes and the queries they embedded, from /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    values = dict(
+        line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    return (
+        float(values.get("ragsvc_query_forward_passes_total", 0)),
+        float(values.get("ragsvc_query_batched_total", 0)),
+    )
+
+
+def model_cpu(
+    settings: Settings, queries: list[str], batches: list[int], seconds: float = 4.0
+) -> dict[int, tuple[float, float]]:
+    """The query model's own CPU seconds per query and wall seconds per pass at each batch
+    size: the server's query embedder (same export, runtime and threads) in this process,
+    tokenisation and pooling included, nothing else running."""
+    embedder = load_query_embedder(settings.embedder_config)
+    result = {}
+    for size in batches:
+        embedder.embed_documents(queries[:size])
+        count = passes = 0
+        cpu_before, started = process_cpu(), time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            first = (passes * size) % (len(queries) - size)
+            embedder.embed_documents(queries[first : first + size])
+            count, passes = count + size, passes + 1
+        wall = time.perf_counter() - started
+        result[size] = ((process_cpu() - cpu_before) / count, wall / passes)
+    return result
+
+
+def process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def load_stage(
+    server: Server, settings: Settings, queries: list[str], clients: int, seconds: float
+) -> dict[str, Any]:
     host, port = server.url.removeprefix("http://").split(":")
 
     def body(number: int) -> dict[str, Any]:
@@ -281,8 +329,10 @@ def load_stage(server: Server, queries: list[str], clients: int, seconds: float)
 
     server_pid = server.ready()["server_pid"]
     cpu: dict[int, float] = {}  # the server's CPU seconds per request, by clients
+    batch: dict[int, float] = {}  # queries per forward pass of the query model, by clients
 
     def timed(count: int, offset: int) -> Any:
+        passes = model_counters(server.url)
         before = cpu_seconds(server_pid)
         result = asyncio.run(
             run_load(
@@ -295,6 +345,11 @@ def load_stage(server: Server, queries: list[str], clients: int, seconds: float)
             )
         )
         cpu[count] = (cpu_seconds(server_pid) - before) / max(1, len(result.latencies))
+        after = model_counters(server.url)
+        # A server without the counters (older code) is taken to embed one query per pass.
+        batch[count] = (
+            (after[1] - passes[1]) / (after[0] - passes[0]) if after[0] > passes[0] else 1.0
+        )
         return result
 
     single = timed(1, 0)
@@ -313,15 +368,28 @@ def load_stage(server: Server, queries: list[str], clients: int, seconds: float)
             str(len(r.errors)),
             ms(cpu[n]),
             f"{cpu[n] * r.throughput:.2f}",
+            f"{batch[n]:.1f}",
         ]
         for n, r in ((1, single), (clients, many))
     ]
     table(
-        ["load", "requests", "req/s", "p50 ms", "p99 ms", "errors", "server CPU ms/req", "cores"],
+        ["load", "requests", "req/s", "p50 ms", "p99 ms", "errors", "server CPU ms/req", "cores",
+         "queries/pass"],
         rows,
-    )
+    )  # fmt: skip
     ratio = many.throughput / single.throughput if single.throughput else float("nan")
     print(f"throughput {clients} clients / 1 client: {ratio:.2f}")
+    model = model_cpu(settings, queries, sorted({1, round(batch[clients])}))
+    print("the query model's own CPU per query in this process, at the batch sizes reached:")
+    table(
+        ["batch", "CPU ms/query", "wall ms/pass"],
+        [[str(b), f"{c * 1000:.2f}", f"{w * 1000:.2f}"] for b, (c, w) in model.items()],
+    )
+    own = model[round(batch[clients])][0]
+    print(
+        f"server CPU per /search at {clients} clients / the model's own at batch "
+        f"{round(batch[clients])}: {cpu[clients] / own:.2f}"
+    )
     print(
         f"resident memory at {ready['chunks']} chunks: server {server_rss[0]:.0f} MB "
         f"(peak {server_rss[1]:.0f}), worker {worker_rss[0]:.0f} MB (peak {worker_rss[1]:.0f})\n"
@@ -336,11 +404,49 @@ def load_stage(server: Server, queries: list[str], clients: int, seconds: float)
         "many_p99_ms": percentile(many.latencies, 99) * 1000,
         "errors": len(many.errors),
         "server_cpu_ms_per_request": {str(n): value * 1000 for n, value in cpu.items()},
+        "queries_per_pass": {str(n): value for n, value in batch.items()},
+        "model_cpu_ms_per_query": {str(b): c * 1000 for b, (c, _) in model.items()},
+        "server_over_model": cpu[clients] / own,
         "server_rss_mb": server_rss[0],
         "server_peak_mb": server_rss[1],
         "worker_rss_mb": worker_rss[0],
         "worker_peak_mb": worker_rss[1],
     }
+
+
+def profile_stage(
+    server: Server, queries: list[str], clients: int, seconds: float, scratch: Path
+) -> dict[str, Any]:
+    """The load stage's two loads again under py-spy: CPU ms per request by stage."""
+    host, port = server.url.removeprefix("http://").split(":")
+    pid = server.ready()["server_pid"]
+    figures: dict[str, dict[str, float]] = {}
+    for count, offset in ((1, 20_000_000), (clients, 30_000_000)):
+        recording = Recording(pid, scratch / f"profile-{count}.txt")
+        with recording:
+            result = asyncio.run(
+                run_load(
+                    host,
+                    int(port),
+                    "/search",
+                    lambda n, o=offset: {"query": f"{queries[(n + o) % len(queries)]} ({n + o})",
+                                         "k": 10},
+                    clients=count,
+                    seconds=seconds,
+                )
+            )  # fmt: skip
+        figures[str(count)] = per_request(recording.seconds_by_stage(), len(result.latencies))
+    stages = sorted(set(figures["1"]) | set(figures[str(clients)]),
+                    key=lambda s: -figures[str(clients)].get(s, 0.0))  # fmt: skip
+    print(f"where the server's CPU goes per /search (py-spy, {seconds:.0f} s per load)")
+    rows = [
+        [stage, *(f"{figures[str(n)].get(stage, 0.0):.2f}" for n in (1, clients))]
+        for stage in stages
+    ]
+    rows.append(["total", *(f"{sum(figures[str(n)].values()):.2f}" for n in (1, clients))])
+    table(["stage", "CPU ms/req, 1 client", f"{clients} clients"], rows)
+    print()
+    return figures
 
 
 def upload_all(
@@ -549,19 +655,28 @@ def main() -> None:
     figures: dict[str, Any] = {"commit": git}
     try:
         store = scratch / "store"
-        if stages & {"build", "retrieval", "server", "load"}:
+        if stages & {"build", "retrieval", "server", "load", "profile"}:
             figures["build"] = build(store, corpus, settings)
         if "retrieval" in stages:
             figures["retrieval"] = in_process(store, settings, queries, qrels, others[:50])
-        if stages & {"server", "load"}:
+        if stages & {"server", "load", "profile"}:
             server = Server(store, scratch / "server.log").start()
             try:
                 if "server" in stages:
                     figures["server"] = server_stage(server, list(queries.values()), others)
                 if "load" in stages:
                     figures["load"] = load_stage(
-                        server, others + list(queries.values()), args.clients, args.duration
+                        server,
+                        settings,
+                        others + list(queries.values()),
+                        args.clients,
+                        args.duration,
                     )
+                if "profile" in stages:
+                    figures["profile"] = profile_stage(
+                        server, others + list(queries.values()), args.clients, args.duration,
+                        scratch,
+                    )  # fmt: skip
             finally:
                 server.stop()
         if "ingest" in stages:
