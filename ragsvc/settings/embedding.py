@@ -71,7 +71,11 @@ class EmbeddingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         Meta(
             ge=0,
             le=256,
-            description="Threads the query runtime uses per forward pass (0: every core).",
+            description=(
+                "Threads the query runtime uses for one query (0: every core). OpenVINO runs "
+                "batches of queries (the server is busy) on one thread: two threads on one "
+                "small pass spend a third of their CPU waiting for each other."
+            ),
         ),
     ] = 0
     query_cache_size: Annotated[
