@@ -76,6 +76,74 @@ def test_bm25_by_hand() -> None:
     assert [c for c, _ in index.search("run", 10, np.array([False, False, True]))] == []
 
 
+def _ranked_by_hand(index: LexicalIndex, query: list[str], k: int, allowed: Any) -> list[int]:
+    """Every chunk's BM25 score (float32, as the index computes it), then all of them
+    ordered: best first, ties by chunk id."""
+    n = len(index)
+    average = float(index.lengths[index.alive].sum()) / n
+    norm = (index.k1 * (1 - index.b + index.b * index.lengths / average)).astype(np.float32)
+    scores = np.zeros(len(index.chunk_ids), dtype=np.float32)
+    for term in dict.fromkeys(query):
+        if term not in index.vocabulary:
+            continue
+        term_id = index.vocabulary[term]
+        df = float(index.document_frequency[term_id])
+        idf = np.float32(math.log1p((n - df + 0.5) / (df + 0.5)))
+        for segment in index.segments:
+            positions, f = segment.postings(term_id)
+            scores[positions] += f * idf * (index.k1 + 1) / (f + norm[positions])
+    keep = index.alive if allowed is None else index.alive & allowed
+    scores[~keep] = 0
+    matched = np.flatnonzero(scores > 0)
+    order = np.lexsort((index.chunk_ids[matched], -scores[matched]))
+    return index.chunk_ids[matched[order[:k]]].tolist()
+
+
+def test_bm25_top_k_at_scale_is_exact_in_memory_and_mapped_from_a_snapshot(
+    tmp_path: Path,
+) -> None:
+    # 60,000 chunks (the floor that narrows the selection starts at 50,000), Zipf-like terms
+    # so that common terms match most chunks and rare ones few, often together.
+    rng = np.random.default_rng(7)
+    vocabulary = [f"t{i}" for i in range(3000)]
+    weights = 1 / np.arange(1, len(vocabulary) + 1)
+    weights /= weights.sum()
+    chunks = [
+        [vocabulary[t] for t in rng.choice(len(vocabulary), size=rng.integers(3, 30), p=weights)]
+        for _ in range(60_000)
+    ]
+    index = LexicalIndex(Analyzer())
+    for start in range(0, len(chunks), 7_000):  # several segments, merged as they grow
+        part = chunks[start : start + 7_000]
+        index.add(np.arange(start + 1, start + len(part) + 1), terms=part)
+    index.remove(np.arange(1, 60_001, 13))
+    queries = [
+        [vocabulary[t] for t in rng.choice(len(vocabulary), size=rng.integers(1, 9), p=weights)]
+        for _ in range(40)
+    ] + [["t0", "t1"], ["t2999"], ["t5", "t1500", "t2998"]]
+    allowed = rng.random(len(index.chunk_ids)) < 0.3
+    index.save(tmp_path / "lexical")
+    loaded = LexicalIndex.load(tmp_path / "lexical", Analyzer())
+    assert isinstance(loaded.segments[0].positions, np.memmap)  # not read onto the heap
+    for query in queries:
+        text = " ".join(query)
+        for k in (1, 10, 100):
+            expected = _ranked_by_hand(index, query, k, None)
+            assert [c for c, _ in index.search(text, k)] == expected, (query, k)
+            # Saving compacts: dead chunks leave the document frequencies.
+            expected = _ranked_by_hand(loaded, query, k, None)
+            assert [c for c, _ in loaded.search(text, k)] == expected, (query, k)
+        restricted = _ranked_by_hand(index, query, 10, allowed)
+        assert [c for c, _ in index.search(text, 10, allowed)] == restricted
+    # The mapped index takes writes: new chunks merge with the mapped segment, deletes apply.
+    loaded.add(np.arange(60_001, 100_001), terms=chunks[:40_000])
+    loaded.remove(np.arange(60_001, 100_001, 5))
+    assert len(loaded.segments) == 1  # merged into arrays of its own
+    for query in queries[:10]:
+        expected = _ranked_by_hand(loaded, query, 10, None)
+        assert [c for c, _ in loaded.search(" ".join(query), 10)] == expected
+
+
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
 def test_filters_keep_other_chunks_out_and_return_k(
     catalog: Catalog, embedder: Embedder, chunker: Chunker, tmp_path: Path, mode: str
