@@ -2,6 +2,7 @@
 write path, then served and measured over HTTP.
 
     python benchmarks/bench_scale.py SCIFACT_DIR XQUAD_JSON --chunks 100000 [--json FILE]
+        [--work DIR [--reuse]] [--keep-snapshot]
 
 The fill runs no model. The SciFact corpus and its test queries are embedded once, in a child
 process (as `bench_index.py` does); each generated document then takes one SciFact abstract
@@ -237,6 +238,11 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="measure the store a run left in --work, unfilled"
     )
+    parser.add_argument(
+        "--keep-snapshot",
+        action="store_true",
+        help="skip the last step (an open with the index snapshot removed, minutes at 1M)",
+    )
     args = parser.parse_args()
     print(machine())
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
@@ -300,11 +306,12 @@ def main() -> None:
         finally:
             server.stop()
             print(json.dumps(figures), file=sys.stderr, flush=True)
-        shutil.rmtree(store / "index")
-        server, figures["open_without_snapshot_s"] = timed_open(
-            store, work / "server2.log", work / "models"
-        )
-        server.stop()
+        if not args.keep_snapshot:
+            shutil.rmtree(store / "index")
+            server, figures["open_without_snapshot_s"] = timed_open(
+                store, work / "server2.log", work / "models"
+            )
+            server.stop()
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
