@@ -64,6 +64,11 @@ class ChangeLog(StoreFile):
         conn.execute("DELETE FROM chunk_changes WHERE seq <= ?", (through,))
         StoreFile.set_meta(conn, "chunk_changes_pruned_through", str(through))
 
+    @staticmethod
+    def chunk_total(conn: sqlite3.Connection) -> int:
+        """How many chunks the store holds (as `conn`'s transaction sees it)."""
+        return int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
     def chunk_data(
         self,
         model_id: str,

@@ -17,10 +17,13 @@ from indexes import (
     ModelMismatch,
     SchemaTooNew,
     StoreMissing,
+    recovery,
 )
 from indexes.catalog import DATABASE_NAME
+from indexes.lexical import Analyzer
+from indexes.recovery import LexicalSettings
 from indexes.schema import SCHEMA_VERSION
-from indexes.vectors import VectorParams
+from indexes.vectors import FaissIndex, VectorParams
 from ingest import Chunker, Embedder, IngestPipeline, file_sources
 from tests.support.data import write_corpus
 
@@ -219,6 +222,33 @@ def test_rebuild_flat_gives_the_same_top_10(
             [(h.chunk_id, round(h.score, 5)) for h in catalog.search(v, k=10)] for v in vectors
         ]
     assert after == before
+
+
+def test_a_streamed_ivf_build_equals_one_trained_on_every_vector_held_at_once(
+    data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
+) -> None:
+    write_corpus(tmp_path / "docs", 150)
+    # Two lists probed one at a time: what a search finds depends on the trained centroids,
+    # and they are trained on a sample of 128 of the 150 vectors.
+    params = VectorParams(ivf_nlist=2, ivf_nprobe=1)
+    with _open(data_dir, embedder) as catalog:
+        _ingest(catalog, embedder, chunker, tmp_path / "docs")
+        store = catalog.store
+        lexical = LexicalSettings(Analyzer(), 1.2, 0.75)
+        model, dimension = embedder.model_id, embedder.dimension
+        streamed = recovery.build(store, model, dimension, "ivf", lexical, params, batch=7)
+        with store.snapshot() as conn:
+            everything = list(store.chunk_data(model, dimension, None, conn))
+    ids = np.concatenate([d.ids for d in everything])
+    vectors = np.concatenate([d.vectors for d in everything])
+    assert len(ids) > 128 and streamed.dense.spec == "IVF2,Flat nprobe=1"
+    at_once = FaissIndex.create("ivf", dimension, vectors, params)
+    at_once.add(ids, vectors)
+    queries = np.stack([embedder.embed_query(q) for q in ("glaciers", "heart", "compilers")])
+    assert len(streamed.dense) == len(ids) == len(streamed.lexical)
+    got_and_want = zip(streamed.dense.search(queries, 10), at_once.search(queries, 10), strict=True)
+    for got, want in got_and_want:
+        assert np.array_equal(got, want)
 
 
 def test_auto_moves_to_ivf_when_the_store_outgrows_exact_search(

@@ -30,8 +30,10 @@ def create(
     training: np.ndarray | None,
     params: VectorParams,
     build_id: str,
+    vector_count: int | None = None,
 ) -> DenseIndex:
-    """An empty index of `kind` for a new build."""
+    """An empty index of `kind` for a new build (`FaissIndex.create` says what `training`
+    and `vector_count` are)."""
     if params.backend == "milvus":
         return MilvusIndex(
             params.milvus_uri,
@@ -41,7 +43,7 @@ def create(
             index_type=kind,
             params=params,
         )
-    return FaissIndex.create(kind, dimension, training, params)
+    return FaissIndex.create(kind, dimension, training, params, vector_count)
 
 
 def reopen(

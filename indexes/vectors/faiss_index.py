@@ -47,6 +47,17 @@ def ivf_probes(nlist: int) -> int:
     return max(1, min(nlist, 32))
 
 
+def training_rows(vector_count: int, params: VectorParams) -> np.ndarray:
+    """The rows (ascending) of `vector_count` vectors that train an IVF index: a fixed random
+    sample of `TRAINING_PER_LIST` per list, or every row when there are not that many. A
+    build that streams its vectors keeps only these."""
+    nlist = params.ivf_nlist or ivf_lists(vector_count)
+    if vector_count <= nlist * TRAINING_PER_LIST:
+        return np.arange(vector_count)
+    rows = np.random.default_rng(0).choice(vector_count, nlist * TRAINING_PER_LIST, replace=False)
+    return np.sort(rows)
+
+
 class FaissIndex:
     """A `VectorIndex` backed by FAISS."""
 
@@ -75,24 +86,23 @@ class FaissIndex:
         dimension: int,
         training: np.ndarray | None = None,
         params: VectorParams | None = None,
+        vector_count: int | None = None,
     ) -> FaissIndex:
         """An empty index; IVF is trained on `training` (flat is used when there are too few
-        vectors to train it)."""
+        vectors to train it). `vector_count` is how many vectors the index is built for, when
+        `training` is already the sample `training_rows` chose from them."""
         params = params or VectorParams()
         if index_type == "ivf" and (training is None or len(training) == 0):
             index_type = "flat"
         if index_type == "ivf":
             assert training is not None
-            nlist = params.ivf_nlist or ivf_lists(len(training))
+            nlist = params.ivf_nlist or ivf_lists(vector_count or len(training))
             ivf: Any = faiss.IndexIVFFlat(
                 faiss.IndexFlatIP(dimension), dimension, nlist, faiss.METRIC_INNER_PRODUCT
             )
             sample = training
-            if len(training) > nlist * TRAINING_PER_LIST:
-                rows = np.random.default_rng(0).choice(
-                    len(training), nlist * TRAINING_PER_LIST, replace=False
-                )
-                sample = training[np.sort(rows)]
+            if vector_count is None and len(training) > nlist * TRAINING_PER_LIST:
+                sample = training[training_rows(len(training), params)]
             ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
             ivf.nprobe = params.ivf_nprobe or ivf_probes(nlist)
