@@ -15,7 +15,8 @@ Scores are Okapi BM25 with the Lucene idf, ln(1 + (N - df + 0.5) / (df + 0.5)), 
 query time, so `k1` and `b` can change without rebuilding anything. The index saves as a
 folder of `.npy` files (loaded without pickle) and a JSON vocabulary; a loaded index maps its
 postings from those files instead of reading them onto the heap. A search ranks only the
-chunks at or above a floor under the k-th best score, found among the rarest terms' chunks.
+chunks at or above a floor under the k-th best score, found among the rarest terms' chunks;
+equal scores are ordered by chunk id.
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ class Segment(NamedTuple):
 
 _EMPTY_INT = np.zeros(0, dtype=np.int32)
 _EMPTY_FLOAT = np.zeros(0, dtype=np.float32)
+
+
+def _padded(indptr: np.ndarray, size: int) -> np.ndarray:
+    """A segment's `indptr` over a vocabulary that has grown since it was made."""
+    if len(indptr) >= size:
+        return indptr
+    return np.concatenate([indptr, np.full(size - len(indptr), indptr[-1], dtype=indptr.dtype)])
 
 
 def _segment(
@@ -237,23 +245,33 @@ class LexicalIndex:
             self.document_frequency -= dead
 
     def _merged(self, segments: list[Segment]) -> tuple[Segment, np.ndarray]:
-        """One segment holding the live postings of `segments`, and the document frequency
-        of the dead postings it dropped (for the caller to subtract)."""
+        """One segment holding the live postings of `segments` (oldest first: their
+        positions ascend from one to the next), and the document frequency of the dead
+        postings it dropped (for the caller to subtract). Each term's postings are copied
+        run by run into place, so a merge holds little beyond its result (sorting the
+        postings of a million chunks took several GB of temporaries)."""
         terms = len(self.terms)
-        term_parts, position_parts, count_parts = [], [], []
-        for segment in segments:
-            lengths = np.diff(segment.indptr)
-            term_parts.append(np.repeat(np.arange(len(lengths), dtype=np.int64), lengths))
-            position_parts.append(segment.positions)
-            count_parts.append(segment.frequencies)
-        term_ids = np.concatenate(term_parts)
-        positions = np.concatenate(position_parts)
-        counts = np.concatenate(count_parts)
+        lengths = [np.diff(_padded(segment.indptr, terms + 1)) for segment in segments]
+        indptr = np.zeros(terms + 1, dtype=np.int64)
+        np.cumsum(sum(lengths), out=indptr[1:])
+        positions = np.empty(int(indptr[-1]), dtype=np.int32)
+        frequencies = np.empty(int(indptr[-1]), dtype=np.float32)
+        destination = indptr[:-1].copy()
+        for segment, length in zip(segments, lengths, strict=True):
+            starts = segment.indptr
+            for term in np.flatnonzero(length).tolist():
+                start, end, to = int(starts[term]), int(starts[term + 1]), int(destination[term])
+                positions[to : to + end - start] = segment.positions[start:end]
+                frequencies[to : to + end - start] = segment.frequencies[start:end]
+            destination += length
         live = self.alive[positions]
-        dead = np.bincount(term_ids[~live], minlength=len(self.document_frequency))
+        dead = np.zeros(len(self.document_frequency), dtype=np.int64)
         if not live.all():
-            term_ids, positions, counts = term_ids[live], positions[live], counts[live]
-        return _segment(term_ids, positions.astype(np.int64), counts, terms), dead
+            dead_terms = np.searchsorted(indptr, np.flatnonzero(~live), side="right") - 1
+            dead[:terms] = np.bincount(dead_terms, minlength=terms)
+            indptr[1:] -= np.cumsum(dead[:terms])
+            positions, frequencies = positions[live], frequencies[live]
+        return Segment(indptr, positions, frequencies), dead
 
     # -- search ------------------------------------------------------------------------------
 
@@ -311,9 +329,10 @@ class LexicalIndex:
         matched = np.flatnonzero(scores >= self._score_floor(scores, term_ids, k))
         if not len(matched):
             return []
-        if len(matched) > max(k, 10_000):  # only a tie at the k-th score goes either way
-            top = np.argpartition(-scores[matched], k - 1)[:k]
-            matched = matched[top]
+        if len(matched) > max(k, 10_000):
+            values = scores[matched]
+            kth = np.partition(values, len(values) - k)[len(values) - k]
+            matched = matched[values >= kth]  # every chunk tied with the k-th stays in
         order = np.lexsort((self.chunk_ids[matched], -scores[matched]))
         best = matched[order[:k]]
         return [

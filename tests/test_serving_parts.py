@@ -91,12 +91,19 @@ def test_auto_prefers_openvino_and_a_runtime_that_embeds_differently_is_refused(
         load_export(folder, runtime="onnx")
 
 
+def _batching_encoder(
+    embedder: Embedder, topic: str
+) -> tuple[QueryEncoder, list[str], dict[str, np.ndarray]]:
+    """An encoder that waits 5 ms for company, 24 distinct questions, and their vectors."""
+    encoder = QueryEncoder(embedder, cache_size=1024, batch_wait=0.005)
+    texts = [f"question number {i} about {topic} and {i * 7} more" for i in range(24)]
+    return encoder, texts, {t: embedder.embed_query(t) for t in texts}
+
+
 def test_concurrent_queries_share_forward_passes_and_get_their_own_vectors(
     onnx_embedder: Embedder,
 ) -> None:
-    encoder = QueryEncoder(onnx_embedder, cache_size=1024, batch_wait=0.005)
-    texts = [f"question number {i} about glaciers and {i * 7} valleys" for i in range(24)]
-    expected = {t: onnx_embedder.embed_query(t) for t in texts}
+    encoder, texts, expected = _batching_encoder(onnx_embedder, "glaciers")
     results: dict[str, np.ndarray] = {}
     start = threading.Barrier(len(texts))
 
@@ -139,9 +146,7 @@ class _FailingEmbedder:
 def test_queries_awaited_on_one_event_loop_share_passes_and_get_their_own_vectors(
     onnx_embedder: Embedder,
 ) -> None:
-    encoder = QueryEncoder(onnx_embedder, cache_size=1024, batch_wait=0.005)
-    texts = [f"an awaited question {i} on tides and {i * 3} harbours" for i in range(24)]
-    expected = {t: onnx_embedder.embed_query(t) for t in texts}
+    encoder, texts, expected = _batching_encoder(onnx_embedder, "tides")
 
     async def ask_all() -> list[np.ndarray]:
         return list(await asyncio.gather(*(encoder.embed_query_async(t) for t in texts)))
