@@ -1,7 +1,8 @@
 """Vector indexes at size: build time, memory, one-query latency and recall, per kind.
 
     python benchmarks/bench_index.py BEIR_DIR [--n 100000,1000000] [--dim 384]
-        [--kinds flat,hnsw,ivf,auto] [--nprobe 8,16,32,64] [--queries 300]
+        [--kinds flat,hnsw,ivf,auto,ivf-sq8,ivf-pq,ivf-pq-refine] [--nprobe 8,16,32,64]
+        [--queries 300]
 
 Vectors with the structure of real ones: the BEIR corpus (title and text) is embedded with the
 default model in a child process (so this one never holds torch), and the collection of `n`
@@ -14,7 +15,8 @@ copy in memory is the one inside the index being measured. Each index is built i
 its own: `resident MB` is what that process holds once the index is built (the index, the
 corpus embeddings, the queries and Python), `index MB` how much it grew while building.
 Latency is one query at a time, after a warm-up, as the service searches. `auto` is what
-`index_type = "auto"` builds at that size; `milvus` is a Milvus FLAT collection on milvus-lite
+`index_type = "auto"` builds at that size; `ivf-sq8`, `ivf-pq` and `ivf-pq-refine` are compressed
+kinds (`COMPRESSED`) measured as candidates; `milvus` is a Milvus FLAT collection on milvus-lite
 (its server runs in the measuring process; any child process it starts is counted in too).
 """
 
@@ -146,6 +148,8 @@ def build(
             milvus.add(ids, vectors)
         milvus.flush()
         return milvus, time.perf_counter() - began, rss_mb() + children_rss_mb() - before
+    if kind in COMPRESSED:
+        return compressed(base, n, kind, dim), time.perf_counter() - began, rss_mb() - before
     concrete = resolve(kind, n, params) if kind == "auto" else kind  # type: ignore[arg-type]
     training = training_sample(base, n, ivf_lists(n)) if concrete == "ivf" else None
     # nlist as the service derives it from all n vectors, though trained on a sample.
@@ -155,6 +159,58 @@ def build(
     for ids, vectors in blocks(base, n, seed=1):
         index.add(ids, vectors)
     return index, time.perf_counter() - began, rss_mb() - before
+
+
+COMPRESSED = {
+    "ivf-sq8": "one byte per dimension (IVF, scalar quantizer)",
+    "ivf-pq": "48 bytes a vector (IVF, product quantizer: 48 sub-vectors, 8 bits each)",
+    "ivf-pq-refine": "ivf-pq, its best 4·k rescored from the float32 vectors (here in RAM)",
+}
+"""Compressed kinds the service does not build yet, measured as FAISS builds them, with the
+service's nlist and nprobe: candidates for stores whose float vectors outgrow memory."""
+
+
+class Compressed:
+    """A FAISS IVF index over compressed codes, with the `FaissIndex` calls `measure` makes."""
+
+    def __init__(self, index: Any, kind: str) -> None:
+        self.index, self.index_type = index, kind
+        self.ivf: Any = faiss.extract_index_ivf(index)
+        self.nprobe = int(self.ivf.nprobe)
+
+    @property
+    def spec(self) -> str:
+        codes = {"ivf-sq8": "SQ8", "ivf-pq": "PQ48", "ivf-pq-refine": "PQ48,RFlat"}[self.index_type]
+        return f"IVF{self.ivf.nlist},{codes} nprobe={self.nprobe}"
+
+    def tune(self, nprobe: int) -> None:
+        self.ivf.nprobe = self.nprobe = nprobe
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.index.search(queries, k)
+        return scores, ids
+
+
+def compressed(base: np.ndarray, n: int, kind: str, dim: int) -> Compressed:
+    nlist = ivf_lists(n)
+    training = training_sample(base, n, nlist)
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf: Any
+    if kind == "ivf-sq8":
+        sq8 = faiss.ScalarQuantizer.QT_8bit
+        ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, sq8, faiss.METRIC_INNER_PRODUCT)
+    else:
+        ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, 48, 8, faiss.METRIC_INNER_PRODUCT)
+    ivf.nprobe = ivf_probes(nlist)
+    index: Any = ivf
+    if kind == "ivf-pq-refine":
+        index = faiss.IndexRefineFlat(ivf)
+        index.k_factor = 4
+    index.train(training)
+    for ids, vectors in blocks(base, n, seed=1):
+        assert ids[0] == index.ntotal  # sequential ids: the refine index numbers them itself
+        index.add(vectors)
+    return Compressed(index, kind)
 
 
 COLUMNS = ("kind", "spec", "build_s", "resident_mb", "index_mb", "p50_ms", "p99_ms", "recall@10")
@@ -171,7 +227,7 @@ def measure(folder: Path, n: int, kind: str, dim: int, sweep: list[int]) -> None
     gc.collect()
     resident = rss_mb() + children_rss_mb()
     probes: list[int | None] = [None]
-    if kind == "ivf" and index.index_type == "ivf":
+    if kind in ("ivf", *COMPRESSED) and index.index_type != "flat":
         probes = sorted({*sweep, index.nprobe})  # the sweep and the default
     for nprobe in probes:
         if nprobe is not None:
