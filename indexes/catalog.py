@@ -468,19 +468,23 @@ class Catalog(StoreReads):
 
     def outgrown(self) -> bool:
         """Whether the store asked for `auto` and the served index is no longer the kind its
-        size calls for (it grew past `auto_threshold`, or shrank well below it)."""
+        size calls for (it grew past a threshold, or shrank well below one)."""
         if self._requested_type != "auto" or self._reader is None or self.readonly:
             return False
         dense = self._reader.state.dense
-        if dense.index_type not in ("flat", "ivf"):
+        if dense.index_type not in ("flat", "ivf", "ivf_sq8"):
             return False  # HNSW was asked for by name (`rebuild --index-type hnsw`): kept
         count = len(dense)
         wanted = resolve("auto", count, self.vector_params)
         if wanted == dense.index_type:
             return False
-        # Hysteresis: an IVF index is kept down to half the threshold, so a store at the
-        # boundary is not rebuilt back and forth.
-        return not (dense.index_type == "ivf" and count >= self.vector_params.auto_threshold // 2)
+        # Hysteresis: an index is kept down to half the threshold that called for it, so a
+        # store at a boundary is not rebuilt back and forth.
+        params = self.vector_params
+        if dense.index_type == "ivf_sq8":
+            return count < params.auto_compress_threshold // 2
+        return not (dense.index_type == "ivf" and count >= params.auto_threshold // 2
+                    and wanted == "flat")  # fmt: skip
 
     def maybe_save(self, *, rebuild: bool = True) -> None:
         """Save when dirty and `save_interval` seconds passed since the last save; with

@@ -26,6 +26,7 @@ from indexes.rows import ChunkData
 from indexes.state import ChunkOwners, IndexState, new_build_id
 from indexes.store import Store
 from indexes.vectors import IndexChoice, MilvusIndex, VectorParams, create, resolve
+from indexes.vectors.base import IVF_KINDS
 from indexes.vectors.faiss_index import training_rows
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def build(
         total = store.chunk_total(conn)
         kind = resolve(index_type, total, params)
         training = None
-        if kind == "ivf" and params.backend == "faiss" and total:
+        if kind in IVF_KINDS and params.backend == "faiss" and total:
             rows = training_rows(total, params)
             training = np.empty((len(rows), dimension), dtype=np.float32)
             start = taken = 0

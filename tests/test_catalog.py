@@ -175,7 +175,7 @@ def test_missing_store_and_newer_schema(tmp_path: Path, embedder: Embedder) -> N
         _open(tmp_path / "d", embedder)
 
 
-@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf", "ivf_sq8"])
 def test_approximate_indexes_rebuild_and_delete(
     data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path, index_type: str
 ) -> None:
@@ -254,9 +254,10 @@ def test_a_streamed_ivf_build_equals_one_trained_on_every_vector_held_at_once(
 def test_auto_moves_to_ivf_when_the_store_outgrows_exact_search(
     data_dir: Path, embedder: Embedder, chunker: Chunker, tmp_path: Path
 ) -> None:
-    params = VectorParams(auto_threshold=40)
+    params = VectorParams(auto_threshold=40, auto_compress_threshold=90)
     write_corpus(tmp_path / "small", 20)
     write_corpus(tmp_path / "more", 40, seed=3)
+    write_corpus(tmp_path / "most", 40, seed=5)
     with _open(data_dir, embedder, index_type="auto", vector_params=params) as catalog:
         _ingest(catalog, embedder, chunker, tmp_path / "small")
         assert catalog.index_type == "flat" and len(catalog.reader.state.dense) < 40
@@ -275,3 +276,11 @@ def test_auto_moves_to_ivf_when_the_store_outgrows_exact_search(
         assert len(catalog.reader.state.dense) == catalog.store.chunk_count()
     with _open(data_dir, embedder, index_type="auto", vector_params=params) as catalog:
         assert catalog.index_type == "ivf"  # the snapshot says so
+        _ingest(catalog, embedder, chunker, tmp_path / "most")
+        assert len(catalog.reader.state.dense) >= 90
+        catalog.maybe_save()
+        assert catalog.index_type == "ivf_sq8"  # the vectors as 8-bit codes
+        assert ",SQ8 " in catalog.reader.state.dense.spec
+        assert [h.chunk_id for h in catalog.search(query, k=5)]
+        catalog.delete_document(catalog.store.documents()[0].id)
+        assert catalog.index_type == "ivf_sq8"  # above half the threshold: kept

@@ -8,11 +8,14 @@ from typing import Literal, NamedTuple, Protocol
 import msgspec
 import numpy as np
 
-IndexType = Literal["flat", "hnsw", "ivf"]
-INDEX_TYPES: tuple[IndexType, ...] = ("flat", "hnsw", "ivf")
-IndexChoice = Literal["auto", "flat", "hnsw", "ivf"]
-"""What a store asks for: a kind, or `auto` (exact while small, IVF from a size on)."""
-INDEX_CHOICES: tuple[IndexChoice, ...] = ("auto", "flat", "hnsw", "ivf")
+IndexType = Literal["flat", "hnsw", "ivf", "ivf_sq8"]
+INDEX_TYPES: tuple[IndexType, ...] = ("flat", "hnsw", "ivf", "ivf_sq8")
+IndexChoice = Literal["auto", "flat", "hnsw", "ivf", "ivf_sq8"]
+"""What a store asks for: a kind, or `auto` (exact while small, IVF from a size on, IVF over
+one byte per dimension when the float vectors would crowd the machine's memory)."""
+INDEX_CHOICES: tuple[IndexChoice, ...] = ("auto", "flat", "hnsw", "ivf", "ivf_sq8")
+IVF_KINDS: tuple[IndexType, ...] = ("ivf", "ivf_sq8")
+"""Kinds trained by k-means that hold their own ids (removal in place, filters inside)."""
 VectorBackend = Literal["faiss", "milvus"]
 """Where vectors are held: a FAISS index in this process, or a Milvus collection."""
 
@@ -23,6 +26,10 @@ class VectorParams(msgspec.Struct, frozen=True):
     auto_threshold: int = 25_000
     """`auto` builds an exact index below this many vectors, IVF from it on: where one exact
     query passes about 3 ms here (13 ms at 100,000 vectors, against 0.5 ms for IVF)."""
+    auto_compress_threshold: int = 4_000_000
+    """`auto` builds IVF over 8-bit codes (`ivf_sq8`) from this many vectors: 4 million float32
+    vectors of 384 dimensions are 6 GB. Measured at a million SciFact-like vectors: a quarter
+    of the memory (539 against 2,149 MB), recall@10 0.973 against IVF's 0.994, faster."""
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
@@ -52,6 +59,8 @@ def resolve(choice: IndexChoice, vector_count: int, params: VectorParams) -> Ind
     """The kind of index to build for `vector_count` vectors."""
     if choice != "auto":
         return choice
+    if vector_count >= params.auto_compress_threshold:
+        return "ivf_sq8"
     return "ivf" if vector_count >= params.auto_threshold else "flat"
 
 

@@ -1,6 +1,7 @@
 """FAISS vector index: flat and HNSW under `IndexIDMap2`, IVF on its own ids.
 
-Flat is exact. IVF (`IndexIVFFlat` with a hash-table direct map) holds chunk ids itself, so
+Flat is exact. IVF (`IndexIVFFlat`, or `IndexIVFScalarQuantizer` with one byte per dimension
+for `ivf_sq8`, with a hash-table direct map) holds chunk ids itself, so
 it removes vectors in place and takes filters inside the search (an id selector over the
 lists it probes, widening the probe until k allowed vectors are found). HNSW cannot remove
 vectors, so a removed id becomes a *tombstone*: it is no longer counted or returned, and
@@ -21,7 +22,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexes.vectors.base import IndexType, VectorFilter, VectorParams
+from indexes.vectors.base import IVF_KINDS, IndexType, VectorFilter, VectorParams
 
 SMALL_SEARCH = 20
 """Searches of fewer queries than this run on the calling thread alone: OpenMP threads
@@ -92,21 +93,27 @@ class FaissIndex:
         vectors to train it). `vector_count` is how many vectors the index is built for, when
         `training` is already the sample `training_rows` chose from them."""
         params = params or VectorParams()
-        if index_type == "ivf" and (training is None or len(training) == 0):
+        if index_type in IVF_KINDS and (training is None or len(training) == 0):
             index_type = "flat"
-        if index_type == "ivf":
+        if index_type in IVF_KINDS:
             assert training is not None
             nlist = params.ivf_nlist or ivf_lists(vector_count or len(training))
-            ivf: Any = faiss.IndexIVFFlat(
-                faiss.IndexFlatIP(dimension), dimension, nlist, faiss.METRIC_INNER_PRODUCT
-            )
+            quantizer = faiss.IndexFlatIP(dimension)
+            ivf: Any = (
+                faiss.IndexIVFScalarQuantizer(
+                    quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit,
+                    faiss.METRIC_INNER_PRODUCT,
+                )
+                if index_type == "ivf_sq8"
+                else faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
+            )  # fmt: skip
             sample = training
             if vector_count is None and len(training) > nlist * TRAINING_PER_LIST:
                 sample = training[training_rows(len(training), params)]
             ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
             ivf.nprobe = params.ivf_nprobe or ivf_probes(nlist)
-            return cls(ivf, "ivf", dimension)
+            return cls(ivf, index_type, dimension)
         spec = "IDMap2,Flat" if index_type == "flat" else f"IDMap2,HNSW{params.hnsw_m}"
         index: Any = faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
         if index_type == "hnsw":
@@ -125,7 +132,8 @@ class FaissIndex:
     @property
     def spec(self) -> str:
         if self._ivf is not None:
-            return f"IVF{self._ivf.nlist},Flat nprobe={self._ivf.nprobe}"
+            codes = "SQ8" if isinstance(self._ivf, faiss.IndexIVFScalarQuantizer) else "Flat"
+            return f"IVF{self._ivf.nlist},{codes} nprobe={self._ivf.nprobe}"
         inner: Any = faiss.downcast_index(self._index.index)
         if self.index_type == "ivf":
             return f"IDMap2,IVF{inner.nlist},Flat nprobe={inner.nprobe}"

@@ -38,7 +38,7 @@ FLUSH_AFTER = 1_000
 """An add of at least this many vectors is flushed at once (see `flush`)."""
 MAX_TOP_K = 16_384
 """The most results Milvus returns for one query."""
-_MILVUS_INDEX = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}
+_MILVUS_INDEX = {"flat": "FLAT", "ivf": "IVF_FLAT", "ivf_sq8": "IVF_SQ8", "hnsw": "HNSW"}
 IVF_LISTS = 1024
 """Lists of a Milvus IVF_FLAT index when `ivf_nlist` leaves it derived."""
 
@@ -111,7 +111,7 @@ class MilvusIndex:
         params = self._client.prepare_index_params()
         kind = _MILVUS_INDEX[self.index_type]
         extra: dict[str, Any] = {}
-        if kind == "IVF_FLAT":
+        if kind in ("IVF_FLAT", "IVF_SQ8"):
             extra = {"nlist": self._params.ivf_nlist or IVF_LISTS}
         elif kind == "HNSW":
             extra = {"M": self._params.hnsw_m, "efConstruction": self._params.hnsw_ef_construction}
@@ -286,7 +286,7 @@ class MilvusIndex:
         return scores, ids
 
     def _search_params(self, limit: int) -> dict[str, int]:
-        if self.index_type == "ivf":
+        if self.index_type in ("ivf", "ivf_sq8"):
             lists = self._params.ivf_nlist or IVF_LISTS
             return {"nprobe": self._params.ivf_nprobe or min(lists, 32)}
         if self.index_type == "hnsw":

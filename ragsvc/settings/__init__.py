@@ -56,6 +56,7 @@ class Settings(AnsweringSettings, frozen=True, kw_only=True, forbid_unknown_fiel
     def vector_params(self) -> VectorParams:
         return VectorParams(
             auto_threshold=self.index_auto_threshold,
+            auto_compress_threshold=self.index_compress_threshold,
             hnsw_m=self.index_hnsw_m,
             hnsw_ef_construction=self.index_hnsw_ef_construction,
             hnsw_ef_search=self.index_hnsw_ef_search,
