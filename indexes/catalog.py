@@ -483,8 +483,9 @@ class Catalog(StoreReads):
         params = self.vector_params
         if dense.index_type == "ivf_sq8":
             return count < params.auto_compress_threshold // 2
-        return not (dense.index_type == "ivf" and count >= params.auto_threshold // 2
-                    and wanted == "flat")  # fmt: skip
+        if dense.index_type == "ivf" and wanted == "flat":
+            return count < params.auto_threshold // 2
+        return True  # grown past a threshold
 
     def maybe_save(self, *, rebuild: bool = True) -> None:
         """Save when dirty and `save_interval` seconds passed since the last save; with

@@ -358,8 +358,6 @@ class LexicalIndex:
                 count += len(positions)
             if count >= k:
                 break
-        if count < k:
-            return smallest
         among = scores[np.unique(np.concatenate(chosen))]  # a chunk with two of them: once
         if len(among) < k:
             return smallest

@@ -40,6 +40,7 @@ from ragsvc.retrieval.retriever import (
     Retrieved,
     context_depth,
     context_hits,
+    needs_vector,
     retrieve,
 )
 from ragsvc.retrieval.retriever import passages as to_passages
@@ -98,19 +99,17 @@ async def _answer_question(
     rewritten = await in_thread(backend.condense, data.question, history) if history else None
     question = rewritten or standalone(data.question, history)  # the question itself alone
 
+    where = search_filter(principal, question, "question", data.collection, data.filters)
     embedded = await embed_for_retrieval(services, question, data.mode, need_vector=True)
 
     def context() -> tuple[list[Passage], Timings]:
         depth = context_depth(services.settings, data.k)
         retrieved, timings = timed_retrieval(
             services,
-            principal,
             question,
-            "question",
             depth,
-            data.collection,
+            where,
             data.mode,
-            data.filters,
             need_vector=True,
             embedded_query=embedded,
         )
@@ -297,13 +296,32 @@ async def _answer_events(
     yield event("done", done)
 
 
+def search_filter(
+    principal: Principal,
+    text: str,
+    field: str,
+    collection: str | None,
+    filters: Filters | None = None,
+) -> SearchFilter:
+    """What a search of `text` may return, once the checks that refuse it have passed: the
+    text is not empty, the caller may see the collection. Before any work is done for it."""
+    if not text.strip():
+        raise BadRequest(f"{field} is empty")
+    return SearchFilter(
+        collection=visible(principal, collection),
+        collections=visible_collections(principal, collection),
+        document_ids=filters.document_ids if filters else None,
+        media_types=filters.media_types if filters else None,
+        metadata=filters.metadata if filters else None,
+    )
+
+
 async def embed_for_retrieval(
     services: Services, text: str, mode: Mode | None, *, need_vector: bool = False
 ) -> QueryVector | None:
     """The query's vector when its retrieval needs one, awaited on the event loop (no thread
-    waits for the query model); None for lexical retrieval and for text that is refused."""
-    if not text.strip() or ((mode or services.settings.retrieval_mode) == "lexical"
-                            and not need_vector):  # fmt: skip
+    waits for the query model); None for lexical retrieval."""
+    if not needs_vector(mode or services.settings.retrieval_mode, need_vector):
         return None
     encoder = services.encoder
     model = encoder.model_id
@@ -315,27 +333,16 @@ async def embed_for_retrieval(
 
 def timed_retrieval(
     services: Services,
-    principal: Principal,
     text: str,
-    field: str,
     k: int,
-    collection: str | None,
+    where: SearchFilter,
     mode: Mode | None = None,
-    filters: Filters | None = None,
     *,
     need_vector: bool = False,
     embedded_query: QueryVector | None = None,
 ) -> tuple[Retrieved, Timings]:
-    """The top-k chunks for `text`, with the time each stage took (runs in a thread)."""
-    if not text.strip():
-        raise BadRequest(f"{field} is empty")
-    search_filter = SearchFilter(
-        collection=visible(principal, collection),
-        collections=visible_collections(principal, collection),
-        document_ids=filters.document_ids if filters else None,
-        media_types=filters.media_types if filters else None,
-        metadata=filters.metadata if filters else None,
-    )
+    """The top-k chunks for `text` among those `where` allows (see `search_filter`), with
+    the time each stage took (runs in a thread)."""
     retrieved = retrieve(
         services.catalog,
         services.encoder,
@@ -343,7 +350,7 @@ def timed_retrieval(
         text,
         k=k,
         mode=mode,
-        filters=search_filter,
+        filters=where,
         need_vector=need_vector,
         stage=services.tracer.stage,
         reranker=services.reranker,

@@ -13,6 +13,7 @@ from ragsvc.api.answer_flow import (
     EventStream,
     answer_question,
     embed_for_retrieval,
+    search_filter,
     timed_retrieval,
 )
 from ragsvc.api.common import Caller, in_search_thread, services_of
@@ -33,18 +34,16 @@ from ragsvc.telemetry.logs import REQUEST_ID
 @post("/search", status_code=200, summary="Top-k chunks for a query")
 async def search(state: State, principal: Caller, data: JSONBody[SearchRequest]) -> SearchResponse:
     services = services_of(state)
+    where = search_filter(principal, data.query, "query", data.collection, data.filters)
     embedded = await embed_for_retrieval(services, data.query, data.mode)
     retrieved, timings = await in_search_thread(
         services,
         timed_retrieval,
         services,
-        principal,
         data.query,
-        "query",
         data.k,
-        data.collection,
+        where,
         data.mode,
-        data.filters,
         embedded_query=embedded,
     )
     return SearchResponse([SearchResult.of(hit) for hit in retrieved.hits], timings)

@@ -65,7 +65,7 @@ def retrieve(
         if embedded_query is not None and not attempt:
             vector, model = embedded_query.vector, embedded_query.model_id
             started -= embedded_query.seconds
-        elif mode != "lexical" or need_vector:
+        elif needs_vector(mode, need_vector):
             with stage("embed"):
                 vector = embedder.embed_query(text)
         embedded = time.perf_counter()
@@ -97,6 +97,11 @@ def retrieve(
             ]
             hits = reranked + hits[len(head) :]
     return Retrieved(hits[:k], vector, embedded - started, time.perf_counter() - embedded)
+
+
+def needs_vector(mode: Mode, need_vector: bool) -> bool:
+    """Whether retrieval in `mode` embeds the query (lexical does only when asked to)."""
+    return mode != "lexical" or need_vector
 
 
 def rank_score(hit: SearchHit) -> float:
